@@ -1,0 +1,111 @@
+"""The one interface both execution modes implement.
+
+The reconciler is level-based: for a Polecat it asks its executor what *is*
+(``observe``), and when nothing runs yet and the user wants work, asks it to start
+(``dispatch``). It never learns which mode it talks to. Executors own the idempotency
+of their side effects: ``dispatch`` called twice for one Polecat (a crash between
+dispatch and the status write, a duplicate queue entry) must not start work twice.
+
+Errors are typed so the reconciler knows what to retry:
+
+* ``UserError``  – the spec or its referenced objects are wrong; retrying will not
+  help until the user changes something. Reported in status, not retried with backoff.
+* ``TransientError`` – a fault outside the user's control (timeouts, ssh drops,
+  409s); retried with per-key exponential backoff.
+* anything else is a bug; logged with its traceback and retried with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from gastown.api.models import KubernetesStatus, LocalStatus, Phase, Polecat, ResultStatus
+
+
+class ExecutorError(Exception):
+    """Base of the typed executor errors. ``reason`` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class UserError(ExecutorError):
+    """The user must change something (spec, Secret, host setup); not retried with backoff."""
+
+
+class TransientError(ExecutorError):
+    """A fault that may pass by itself; retried with backoff."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What an executor sees of a Polecat's work.
+
+    ``phase`` is None when no work exists for the Polecat (nothing was dispatched, or
+    what was dispatched is gone). ``reason``/``message`` explain the phase and become
+    the Ready condition. ``requeue_after`` asks the reconciler to look again after
+    that many seconds, for executors that poll (local mode) rather than watch.
+    """
+
+    phase: Phase | None
+    reason: str = ""
+    message: str = ""
+    local: LocalStatus | None = None
+    kubernetes: KubernetesStatus | None = None
+    result: ResultStatus | None = None
+    requeue_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Outcome of cleaning up a deleted Polecat's work.
+
+    ``done`` True lets the reconciler drop the finalizer; False keeps the Polecat
+    (and its work) and puts ``reason``/``message`` in a condition and an Event that
+    tell the user what to do (e.g. push unpushed commits, or set force-delete).
+    """
+
+    done: bool
+    reason: str = ""
+    message: str = ""
+
+
+class Executor(Protocol):
+    """Runs the work of Polecats in one execution mode."""
+
+    @property
+    def needs_finalizer(self) -> bool:
+        """Whether deleting a Polecat needs this executor's cleanup first.
+
+        Kubernetes mode relies on owner references (no finalizer); local mode must kill
+        tmux sessions and refuse to lose unpushed work, so it needs one.
+        """
+        ...
+
+    async def observe(self, polecat: Polecat) -> Observation:
+        """Report what runs for this Polecat now. Must not change anything."""
+        ...
+
+    async def dispatch(self, polecat: Polecat) -> Observation:
+        """Start the work if it is not running. Idempotent and crash-safe."""
+        ...
+
+    async def terminate(self, polecat: Polecat) -> Observation:
+        """Stop the work (desiredState Terminated), keeping what it produced."""
+        ...
+
+    async def release(self, polecat: Polecat, *, force: bool) -> Release:
+        """Clean up when the Polecat is deleted. ``force`` skips the lost-work check."""
+        ...
+
+    def logs(self, polecat: Polecat, *, follow: bool) -> AsyncIterator[str]:
+        """Stream the agent's output: Pod logs, or the tmux pane."""
+        ...
+
+    def attach_command(self, polecat: Polecat) -> list[str]:
+        """The argv a user runs to attach to the work (ssh+tmux attach, kubectl attach)."""
+        ...

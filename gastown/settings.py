@@ -1,0 +1,108 @@
+"""Operator settings: one typed object, built once by the CLI and passed down.
+
+Every field can be set from the environment with the ``GASTOWN_`` prefix (the Helm
+chart sets them that way, e.g. ``GASTOWN_WORKERS=16``) or from the operator's command
+line flags, which the CLI maps onto the same names. Nothing below the CLI reads the
+environment: parts receive this object (or the piece of it they need) explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SSHSettings(BaseSettings):
+    """The local-mode target: where tmux sessions run. Unset host disables local mode."""
+
+    model_config = SettingsConfigDict(env_prefix="GASTOWN_SSH_", frozen=True)
+
+    host: str | None = Field(default=None, description="SSH host; None disables local mode.")
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(default="gastown", description="SSH user on the target host.")
+    key_file: Path | None = Field(default=None, description="Private key file (mounted Secret).")
+    known_hosts_file: Path | None = Field(
+        default=None, description="known_hosts file; host keys are always checked."
+    )
+    max_sessions: int = Field(
+        default=8, ge=1, description="Channels open at once on one connection (OpenSSH MaxSessions=10)."
+    )
+    command_timeout: float = Field(default=30.0, gt=0, description="Seconds per remote command.")
+    keepalive_interval: float = Field(default=15.0, gt=0)
+
+
+class PodDefaults(BaseSettings):
+    """What kubernetes-mode Pods get when the Polecat does not say."""
+
+    model_config = SettingsConfigDict(env_prefix="GASTOWN_POD_", frozen=True)
+
+    agent_image: str = Field(default="ghcr.io/gastown/polecat-agent:0.1.0")
+    clone_image: str | None = Field(
+        default=None, description="Image of the git-clone init container; default: agent_image."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    cpu_request: str = "250m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    agent_command: list[str] = Field(
+        default_factory=lambda: ["gastown-agent"],
+        description="Entrypoint of the agent container (the agent runner).",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything the operator process is configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="GASTOWN_", frozen=True)
+
+    kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig path; None means in-cluster, then ~/.kube/config."
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty watches all."
+    )
+    operator_namespace: str = Field(default="gastown-system")
+    workers: int = Field(default=16, ge=1, le=1024)
+    log_format: Literal["json", "text"] = "text"
+    log_level: str = "INFO"
+
+    # Serving.
+    webhook_enabled: bool = True
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = Field(default=9443, ge=0, le=65535)
+    webhook_cert_dir: Path | None = Field(
+        default=None,
+        description="Directory with tls.crt/tls.key (reloaded on change); None: self-managed certs.",
+    )
+    webhook_secret_name: str = "gastown-operator-webhook-tls"
+    webhook_service_name: str = "gastown-operator-webhook"
+    webhook_config_name: str = "gastown-operator"
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    health_port: int = Field(default=8081, ge=0, le=65535)
+
+    # Leader election.
+    leader_election: bool = True
+    lease_name: str = "gastown-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str | None = Field(default=None, description="Leader identity; default: hostname+pid.")
+
+    # Shutdown.
+    shutdown_grace: float = Field(default=20.0, ge=0)
+
+    ssh: SSHSettings = Field(default_factory=SSHSettings)
+    pod: PodDefaults = Field(default_factory=PodDefaults)
+    gt_binary: str = Field(default="gt", description="Gas Town CLI on the local-mode host.")
+    town_root: str | None = Field(default=None, description="Default GT_TOWN_ROOT.")
+    tmux_binary: str = "tmux"
+    local_poll_interval: float = Field(default=5.0, gt=0)
+
+    @property
+    def local_mode_enabled(self) -> bool:
+        """Local mode needs an SSH target; without one, local Polecats are rejected."""
+        return self.ssh.host is not None

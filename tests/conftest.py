@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/fixtures/, one module per real component."""
+
+pytest_plugins = [
+    "tests.fixtures.lab",
+    "tests.fixtures.sshd",
+]
