@@ -62,9 +62,7 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = Field(
         default=None, description="kubeconfig path; None means in-cluster, then ~/.kube/config."
     )
-    namespaces: list[str] = Field(
-        default_factory=list, description="Namespaces to watch; empty watches all."
-    )
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty watches all.")
     operator_namespace: str = Field(default="gastown-system")
     workers: int = Field(default=16, ge=1, le=1024)
     log_format: Literal["json", "text"] = "text"

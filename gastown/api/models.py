@@ -233,9 +233,7 @@ class KubernetesSpec(_Model):
     nodeSelector: dict[str, str] | None = Field(
         default=None, description="Node labels the Pod must be scheduled onto."
     )
-    tolerations: list[Toleration] | None = Field(
-        default=None, description="Tolerations of the Pod."
-    )
+    tolerations: list[Toleration] | None = Field(default=None, description="Tolerations of the Pod.")
     runtimeClassName: str | None = Field(
         default=None, max_length=253, description="RuntimeClass of the Pod, e.g. gvisor."
     )
@@ -297,9 +295,7 @@ class Condition(_Model):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="CamelCase machine-readable reason.")
     message: str = Field(default="", description="What happened and, if wrong, what to do.")
-    lastTransitionTime: datetime | None = Field(
-        default=None, description="When the status last changed."
-    )
+    lastTransitionTime: datetime | None = Field(default=None, description="When the status last changed.")
     observedGeneration: int | None = Field(
         default=None, description="The .metadata.generation the condition was set from."
     )
