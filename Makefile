@@ -1,0 +1,66 @@
+# Everything a fresh machine needs, from nothing: `make test` installs the Debian
+# packages the tests use, creates the venv, builds (or finds) the lab's Kubernetes
+# binaries, then runs ruff, mypy and pytest.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := tmux openssh-server openssh-client git
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: test deps system-deps venv lab lint typecheck pytest unit bench dev crd clean-lab
+
+test: deps lab lint typecheck pytest
+
+deps: system-deps venv
+
+system-deps:
+	@missing=""; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v git >/dev/null || missing="$$missing git"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@command -v go >/dev/null || { echo "Go is needed to build the test lab (https://go.dev/dl)"; exit 1; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
+# and helm from the Go modules pinned in gastown/devcluster/modules (first run only).
+lab: venv
+	$(PY) -m gastown.devcluster.binaries
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+bench: deps lab
+	$(PY) -m bench
+
+dev: deps lab
+	$(VENV)/bin/gastown-operator dev
+
+crd: venv
+	$(PY) -m gastown.api.crd
+
+clean-lab:
+	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/gastown/lab

@@ -1,0 +1,474 @@
+"""The test lab: a real Kubernetes control plane on 127.0.0.1, started in seconds.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as child
+processes of whoever starts the lab (a pytest session, ``gastown-operator dev``, a
+benchmark). Nothing is faked at the API: admission (webhooks, Pod Security), RBAC,
+resourceVersions, watches, bookmarks, 410s and garbage collection are the real
+thing. Only the kubelet and the container runtime are missing; kwok stands in for
+them by playing stages (see ``kwok-stages.yaml``) on a fake node.
+
+Every start makes a fresh PKI and data directory and picks free ports, so two labs
+can run side by side. Children get SIGKILL if the starting process dies (Linux
+PR_SET_PDEATHSIG), so a killed test run leaves no apiserver behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import yaml
+
+from gastown.devcluster import binaries, pki
+
+STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
+FAKE_NODE = "kwok-node-0"
+_PR_SET_PDEATHSIG = 1
+
+
+class LabError(RuntimeError):
+    """A lab component failed to start or stopped unexpectedly; the message has its log tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGKILL me when my parent dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class _Child:
+    """One lab process and its log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Lab:
+    """A running control plane. Use ``async with Lab.start() as lab`` or start()/stop()."""
+
+    bin_dir: Path
+    workdir: Path
+    etcd_port: int = field(default_factory=free_port)
+    etcd_peer_port: int = field(default_factory=free_port)
+    apiserver_port: int = field(default_factory=free_port)
+    with_kwok: bool = True
+    _children: dict[str, _Child] = field(default_factory=dict)
+    _owns_workdir: bool = False
+
+    # -- paths -------------------------------------------------------------------
+    @property
+    def server(self) -> str:
+        """The apiserver URL."""
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki_dir / "ca.crt"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """An admin (system:masters) kubeconfig for this lab."""
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def kubectl_path(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    # -- lifecycle ----------------------------------------------------------------
+    @classmethod
+    async def start(
+        cls,
+        *,
+        workdir: Path | None = None,
+        bin_dir: Path | None = None,
+        with_kwok: bool = True,
+    ) -> Lab:
+        """Start a fresh lab and return when the apiserver is ready and the fake node is up."""
+        owns = workdir is None
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="gastown-lab-"))
+        lab = cls(
+            bin_dir=bin_dir or binaries.bin_dir(),
+            workdir=workdir,
+            with_kwok=with_kwok,
+            _owns_workdir=owns,
+        )
+        try:
+            await lab._boot()
+        except BaseException:
+            await lab.stop()
+            raise
+        return lab
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every process (dependents first) and remove the lab's files."""
+        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+            child = self._children.pop(name, None)
+            if child is not None:
+                await child.stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def restart_apiserver(self, *, down_for: float = 0.0) -> None:
+        """Kill kube-apiserver (SIGKILL, like a crash), wait, and start it on the same port."""
+        child = self._children["kube-apiserver"]
+        await child.stop(kill=True)
+        if down_for:
+            await asyncio.sleep(down_for)
+        await child.start()
+        await self._wait_apiserver_ready(child)
+
+    async def _boot(self) -> None:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._write_pki()
+        etcd = self._child("etcd", self._etcd_argv())
+        await etcd.start()
+        await self._wait_http(etcd, f"http://127.0.0.1:{self.etcd_port}/health", ssl_context=None)
+        apiserver = self._child("kube-apiserver", self._apiserver_argv())
+        await apiserver.start()
+        await self._wait_apiserver_ready(apiserver)
+        for name, argv in (
+            ("kube-controller-manager", self._controller_manager_argv()),
+            ("kube-scheduler", self._scheduler_argv()),
+        ):
+            await self._child(name, argv).start()
+        if self.with_kwok:
+            await self.kubectl("apply", "-f", "-", input=yaml.safe_dump(_fake_node()))
+            await self._child("kwok", self._kwok_argv()).start()
+            await self._wait_node_ready()
+        for child in self._children.values():
+            if not child.alive():
+                raise LabError(f"{child.name} exited during start:\n{child.tail()}")
+
+    def _child(self, name: str, argv: list[str]) -> _Child:
+        child = _Child(name, argv, self.logs_dir / f"{name}.log")
+        self._children[name] = child
+        return child
+
+    # -- PKI and config files ----------------------------------------------------
+    def _write_pki(self) -> None:
+        ca = pki.make_ca()
+        pki.write(ca, self.pki_dir, "ca")
+        serving = pki.issue(
+            ca,
+            "kube-apiserver",
+            dns_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ip_addresses=("127.0.0.1", "10.96.0.1"),
+            server=True,
+        )
+        pki.write(serving, self.pki_dir, "apiserver")
+        admin = pki.issue(ca, "lab-admin", organization="system:masters", client=True)
+        pki.write(admin, self.pki_dir, "admin")
+        pki.write(pki.service_account_keys(), self.pki_dir, "service-account")
+        self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig_dict(admin)))
+        self.kubeconfig.chmod(0o600)
+        (self.workdir / "scheduler.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        "kubeconfig": str(self.kubeconfig),
+                        "qps": 1000,
+                        "burst": 2000,
+                    },
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+
+    def _kubeconfig_dict(self, user: pki.KeyPair) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "gastown-lab",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority-data": _b64(self.ca_file.read_bytes()),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "lab-admin",
+                    "user": {
+                        "client-certificate-data": _b64(user.cert_pem),
+                        "client-key-data": _b64(user.key_pem),
+                    },
+                }
+            ],
+            "contexts": [{"name": "gastown-lab", "context": {"cluster": "gastown-lab", "user": "lab-admin"}}],
+            "current-context": "gastown-lab",
+        }
+
+    def _bin(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+    def _etcd_argv(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.etcd_port}"
+        peer = f"http://127.0.0.1:{self.etcd_peer_port}"
+        return [
+            self._bin("etcd"),
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync=true",  # a lab's data is thrown away; fsync only slows it
+            "--log-level=warn",
+        ]
+
+    def _apiserver_argv(self) -> list[str]:
+        p = self.pki_dir
+        return [
+            self._bin("kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.apiserver_port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}",
+            f"--service-account-key-file={p / 'service-account.crt'}",
+            f"--service-account-signing-key-file={p / 'service-account.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=RBAC",
+            "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
+            "DefaultTolerationSeconds,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,"
+            "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+            # The node lifecycle controller is off (no kubelets), so nothing would ever
+            # lift the not-ready taint this plugin puts on new nodes.
+            "--disable-admission-plugins=TaintNodesByCondition",
+            "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",
+            # A lab on two cores serves one operator under test: queueing by flow
+            # (API Priority and Fairness) would measure the lab, not the operator.
+            "--enable-priority-and-fairness=false",
+            "--max-requests-inflight=3000",
+            "--max-mutating-requests-inflight=1500",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _controller_manager_argv(self) -> list[str]:
+        p = self.pki_dir
+        return [
+            self._bin("kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            # No kubelets: node lifecycle would taint the fake node NotReady and evict.
+            "--controllers=*,-nodelifecycle,-nodeipam,-bootstrapsigner,-tokencleaner",
+            f"--service-account-private-key-file={p / 'service-account.key'}",
+            f"--root-ca-file={p / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
+            "--v=1",
+        ]
+
+    def _scheduler_argv(self) -> list[str]:
+        return [
+            self._bin("kube-scheduler"),
+            f"--config={self.workdir / 'scheduler.yaml'}",
+            "--secure-port=0",
+            "--v=1",
+        ]
+
+    def _kwok_argv(self) -> list[str]:
+        return [
+            self._bin("kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={STAGES_FILE}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=10.0.0.1",
+            "--cidr=10.244.0.0/16",
+        ]
+
+    # -- readiness -----------------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS to the apiserver as the lab admin."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        ctx.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
+        return ctx
+
+    async def _wait_http(
+        self, child: _Child, url: str, *, ssl_context: ssl.SSLContext | None, timeout: float = 60.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if not child.alive():
+                    raise LabError(f"{child.name} exited while starting:\n{child.tail()}")
+                try:
+                    async with session.get(
+                        url, ssl=ssl_context or False, timeout=aiohttp.ClientTimeout(total=2)
+                    ) as resp:
+                        if resp.status == 200:
+                            return
+                        last = f"HTTP {resp.status}: {(await resp.text())[-300:]}"
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    last = repr(exc)
+                await asyncio.sleep(0.1)
+        raise LabError(f"{child.name} not ready after {timeout:.0f}s ({last}):\n{child.tail()}")
+
+    async def _wait_apiserver_ready(self, child: _Child) -> None:
+        await self._wait_http(child, f"{self.server}/readyz", ssl_context=self.ssl_context())
+
+    async def _wait_node_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc, out, _ = await self.kubectl(
+                "get",
+                "node",
+                FAKE_NODE,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                check=False,
+            )
+            if rc == 0 and out.strip() == "True":
+                return
+            await asyncio.sleep(0.2)
+        raise LabError(f"kwok did not make {FAKE_NODE} Ready:\n{self._children['kwok'].tail()}")
+
+    # -- conveniences ----------------------------------------------------------------
+    async def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> tuple[int, str, str]:
+        """Run the lab's kubectl against this lab; returns (rc, stdout, stderr)."""
+        proc = await asyncio.create_subprocess_exec(
+            str(self.kubectl_path),
+            f"--kubeconfig={self.kubeconfig}",
+            *args,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(
+            proc.communicate(input.encode() if input is not None else None), timeout
+        )
+        rc = proc.returncode if proc.returncode is not None else -1
+        if check and rc != 0:
+            raise LabError(f"kubectl {' '.join(args)} failed ({rc}): {err.decode(errors='replace')}")
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes that should talk to this lab."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _fake_node() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": FAKE_NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": FAKE_NODE,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "spec": {},
+    }
