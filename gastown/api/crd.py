@@ -1,0 +1,410 @@
+"""Generate the Polecat CustomResourceDefinition from the pydantic models.
+
+The models in ``gastown.api.models`` are the single source of truth; the CRD YAML in
+``crds/`` is a build product, kept in git so ``kubectl apply -f crds/`` and the Helm chart
+need no Python, and kept honest by a test that regenerates it and diffs.
+
+pydantic's JSON Schema is not a *structural* schema as the apiserver wants it: it has
+``$defs``/``$ref``, ``title``, ``anyOf: [X, null]`` for optionals, ``const``, numeric
+``exclusiveMinimum``, ``additionalProperties: false`` and ``default: null``. Some of these
+the apiserver rejects, some it silently misreads (an ``anyOf`` hides the type from
+``kubectl explain``). The converter is two steps:
+
+1. :class:`CRDSchemaGenerator`, a ``GenerateJsonSchema`` that already drops the ``null``
+   branch of optionals, so the post-pass sees fewer shapes;
+2. :func:`structural`, a post-pass that inlines references and rebuilds every node from a
+   whitelist of keywords the apiserver understands. A keyword it does not know is an
+   error, not something to pass through: a new pydantic feature must fail the generator,
+   not produce a CRD the apiserver misreads. Every property must have a description,
+   so ``kubectl explain`` is useful; a field without one fails generation too.
+
+Rules that span fields (mode-specific sections, immutability) are CEL
+``x-kubernetes-validations`` on ``spec``: they hold even when the webhook is down. Their
+messages are reused by ``gastown.webhook.rules`` so both layers speak alike.
+
+Run ``python -m gastown.api.crd`` to rewrite the committed file, ``--check`` to diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from gastown.api import models
+
+CRD_NAME: Final = f"{models.PLURAL}.{models.GROUP}"
+CRD_FILENAME: Final = f"{models.GROUP}_{models.PLURAL}.yaml"
+DEFAULT_OUTPUT: Final = Path("crds") / CRD_FILENAME
+
+HEADER: Final = (
+    "# Generated from gastown/api/models.py by `python -m gastown.api.crd`. Do not edit by hand:\n"
+    "# change the models and regenerate (a test fails when this file is out of date).\n"
+)
+
+
+# --------------------------------------------------------------------------------------
+# CEL rules on spec. Messages name the field, the problem and what is allowed; the
+# webhook reuses them (gastown.webhook.rules) for the same checks.
+# --------------------------------------------------------------------------------------
+MSG_KUBERNETES_REQUIRED: Final = (
+    "spec.kubernetes is required when spec.executionMode is kubernetes: "
+    "set at least spec.kubernetes.gitRepository"
+)
+MSG_KUBERNETES_FORBIDDEN: Final = (
+    "spec.kubernetes is forbidden when spec.executionMode is local (the default): "
+    "remove spec.kubernetes or set executionMode: kubernetes"
+)
+MSG_LOCAL_FORBIDDEN: Final = (
+    "spec.local is forbidden when spec.executionMode is kubernetes: "
+    "remove spec.local or set executionMode: local"
+)
+MSG_MODE_IMMUTABLE: Final = (
+    "spec.executionMode is immutable: delete the Polecat and create a new one to change where it runs"
+)
+MSG_RIG_IMMUTABLE: Final = "spec.rig is immutable: delete the Polecat and create a new one for another rig"
+
+_MODE: Final = "(has(self.executionMode) ? self.executionMode : 'local')"
+_OLD_MODE: Final = "(has(oldSelf.executionMode) ? oldSelf.executionMode : 'local')"
+
+SPEC_VALIDATIONS: Final[list[dict[str, str]]] = [
+    {
+        "rule": f"{_MODE} != 'kubernetes' || has(self.kubernetes)",
+        "message": MSG_KUBERNETES_REQUIRED,
+        "fieldPath": ".kubernetes",
+        "reason": "FieldValueRequired",
+    },
+    {
+        "rule": f"{_MODE} == 'kubernetes' || !has(self.kubernetes)",
+        "message": MSG_KUBERNETES_FORBIDDEN,
+        "fieldPath": ".kubernetes",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"{_MODE} != 'kubernetes' || !has(self.local)",
+        "message": MSG_LOCAL_FORBIDDEN,
+        "fieldPath": ".local",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        # A transition rule (it reads oldSelf): checked on UPDATE only. has() because an
+        # object stored before the default existed may lack the field.
+        "rule": f"{_MODE} == {_OLD_MODE}",
+        "message": MSG_MODE_IMMUTABLE,
+        "fieldPath": ".executionMode",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "self.rig == oldSelf.rig",
+        "message": MSG_RIG_IMMUTABLE,
+        "fieldPath": ".rig",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+# Extra keywords for nodes at a path (property names from the root of spec/status):
+# things pydantic has no words for.
+_OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
+    ("spec",): {"x-kubernetes-validations": SPEC_VALIDATIONS},
+    # conditions are keyed by type, as metav1.Condition lists are everywhere.
+    ("status", "conditions"): {
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+    },
+}
+
+PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
+    {"name": "Rig", "type": "string", "jsonPath": ".spec.rig", "description": "Gas Town rig."},
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.executionMode", "description": "Execution mode."},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where the work is."},
+    {"name": "Bead", "type": "string", "jsonPath": ".spec.beadID", "description": "Bead being worked on."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Pod",
+        "type": "string",
+        "jsonPath": ".status.kubernetes.podName",
+        "priority": 1,
+        "description": "Agent Pod (kubernetes mode).",
+    },
+    {
+        "name": "Session",
+        "type": "string",
+        "jsonPath": ".status.local.tmuxSession",
+        "priority": 1,
+        "description": "tmux session (local mode).",
+    },
+    {
+        "name": "Branch",
+        "type": "string",
+        "jsonPath": ".status.result.branch",
+        "priority": 1,
+        "description": "Branch the results were pushed to.",
+    },
+]
+
+
+class SchemaConversionError(ValueError):
+    """The models use something a structural CRD schema cannot express."""
+
+
+class CRDSchemaGenerator(GenerateJsonSchema):
+    """pydantic's generator, minus what a structural schema cannot hold.
+
+    Optionals (``X | None``) become plain ``X``: in Kubernetes an absent field *is* the
+    null case, and ``anyOf`` would hide the type from pruning and ``kubectl explain``.
+    Titles are never emitted (they only repeat the field name).
+    """
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+# Keywords copied as they are (after the checks in _node).
+_SCALAR_KEYWORDS: Final = (
+    "format",
+    "enum",
+    "default",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+)
+# Keywords that are dropped on purpose.
+_DROPPED: Final = frozenset({"title", "$defs", "examples"})
+_HANDLED: Final = frozenset(
+    {
+        *_SCALAR_KEYWORDS,
+        "$ref",
+        "anyOf",
+        "allOf",
+        "type",
+        "description",
+        "const",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "properties",
+        "required",
+        "items",
+        "additionalProperties",
+    }
+)
+
+
+def _merge_ref(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace ``$ref``/single ``allOf``/``anyOf`` minus null by the schema they point at.
+
+    Keywords at the use site (the field's description and default) win over the
+    referenced definition's (the class docstring), so each field keeps its own words.
+    """
+    out = dict(node)
+    while True:
+        if "$ref" in out:
+            ref = out.pop("$ref")
+            prefix = "#/$defs/"
+            if not isinstance(ref, str) or not ref.startswith(prefix) or ref[len(prefix) :] not in defs:
+                raise SchemaConversionError(f"unresolvable $ref {ref!r}")
+            out = {**defs[ref[len(prefix) :]], **out}
+            continue
+        for key in ("allOf", "anyOf"):
+            if key in out:
+                branches = [b for b in out.pop(key) if b != {"type": "null"}]
+                if len(branches) != 1:
+                    raise SchemaConversionError(
+                        f"{key} with {len(branches)} non-null branches cannot be structural; "
+                        "model 'one of' as optional sibling fields plus a CEL rule"
+                    )
+                out = {**branches[0], **out}
+                break
+        else:
+            return out
+
+
+def _node(raw: Mapping[str, Any], defs: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """Rebuild one schema node (and its children) from whitelisted keywords."""
+    node = _merge_ref(raw, defs)
+    unknown = set(node) - _HANDLED - _DROPPED
+    if unknown:
+        raise SchemaConversionError(f"{'.'.join(path) or '<root>'}: unsupported keywords {sorted(unknown)}")
+
+    out: dict[str, Any] = {}
+    if "description" in node:
+        out["description"] = " ".join(str(node["description"]).split())
+    if "const" in node:
+        node = {**node, "enum": [node["const"]]}
+    if "type" in node:
+        if not isinstance(node["type"], str):
+            raise SchemaConversionError(f"{'.'.join(path)}: a type list {node['type']!r} is not structural")
+        out["type"] = node["type"]
+    elif "enum" in node:
+        out["type"] = "string"
+    else:
+        raise SchemaConversionError(f"{'.'.join(path)}: no type")
+
+    for key in _SCALAR_KEYWORDS:
+        if key in node:
+            if key == "default" and node[key] is None:
+                continue  # absent already means "not set"
+            out[key] = node[key]
+
+    # Draft 2020-12 numeric exclusive bounds -> OpenAPI v3 minimum/maximum.
+    for exclusive, inclusive, step in (
+        ("exclusiveMinimum", "minimum", 1),
+        ("exclusiveMaximum", "maximum", -1),
+    ):
+        if exclusive in node:
+            bound = node[exclusive]
+            if out["type"] == "integer":
+                out[inclusive] = bound + step
+            else:
+                out[inclusive] = bound
+                out[exclusive] = True
+
+    if out["type"] == "object":
+        props = node.get("properties") or {}
+        if props:
+            converted: dict[str, Any] = {}
+            for name, sub in props.items():
+                child = _node(sub, defs, (*path, name))
+                if not child.get("description"):
+                    raise SchemaConversionError(
+                        f"{'.'.join((*path, name))}: no description; give the field a "
+                        "Field(description=...) so `kubectl explain` is useful"
+                    )
+                converted[name] = child
+            out["properties"] = converted
+        if node.get("required"):
+            out["required"] = list(node["required"])
+        extra = node.get("additionalProperties")
+        if isinstance(extra, Mapping):
+            if props:
+                raise SchemaConversionError(f"{'.'.join(path)}: properties with additionalProperties")
+            out["additionalProperties"] = _node(extra, defs, (*path, "*"))
+        elif extra is True and not props:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        # additionalProperties: false is dropped: the apiserver prunes unknown fields.
+    if out["type"] == "array":
+        if "items" not in node:
+            raise SchemaConversionError(f"{'.'.join(path)}: array without items")
+        out["items"] = _node(node["items"], defs, (*path, "[]"))
+
+    out.update(_OVERLAYS.get(path, {}))
+    return out
+
+
+def structural(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Convert one pydantic JSON Schema (with its ``$defs``) into a structural schema."""
+    return _node(schema, schema.get("$defs", {}), path)
+
+
+def model_schema(model: type[BaseModel], path: tuple[str, ...]) -> dict[str, Any]:
+    """The structural schema of a model, as wire names, in validation mode."""
+    raw = model.model_json_schema(by_alias=True, schema_generator=CRDSchemaGenerator, mode="validation")
+    return structural(raw, path)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of a Polecat."""
+    return {
+        "description": " ".join((models.Polecat.__doc__ or "").split()),
+        "type": "object",
+        "properties": {
+            "apiVersion": {
+                "description": (
+                    "APIVersion defines the versioned schema of this representation of an object."
+                ),
+                "type": "string",
+            },
+            "kind": {
+                "description": (
+                    "Kind is a string value representing the REST resource this object represents."
+                ),
+                "type": "string",
+            },
+            "metadata": {"type": "object"},
+            "spec": model_schema(models.PolecatSpec, ("spec",)),
+            "status": model_schema(models.PolecatStatus, ("status",)),
+        },
+        "required": ["spec"],
+    }
+
+
+def build_crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": CRD_NAME,
+            "labels": {"app.kubernetes.io/name": "gastown-operator", "app.kubernetes.io/part-of": "gastown"},
+        },
+        "spec": {
+            "group": models.GROUP,
+            "names": {
+                "kind": models.KIND,
+                "listKind": f"{models.KIND}List",
+                "plural": models.PLURAL,
+                "singular": models.SINGULAR,
+                "shortNames": list(models.SHORT_NAMES),
+                "categories": list(models.CATEGORIES),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": models.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    """The CRD as the YAML text committed in ``crds/``."""
+    body = yaml.safe_dump(build_crd(), sort_keys=False, width=100, allow_unicode=True)
+    return HEADER + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the CRD (``-o -`` for stdout), or with ``--check`` report whether it is current."""
+    parser = argparse.ArgumentParser(prog="python -m gastown.api.crd", description=main.__doc__)
+    parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), help=f"default: {DEFAULT_OUTPUT}")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs; write nothing")
+    args = parser.parse_args(argv)
+    text = render_crd()
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
+        if current != text:
+            print(f"{out} is out of date: run python -m gastown.api.crd", file=sys.stderr)
+            return 1
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

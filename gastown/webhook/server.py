@@ -1,0 +1,231 @@
+"""The admission webhook's HTTPS server: ``POST /validate-polecat``.
+
+:class:`WebhookServer` is one part of the operator process (the controller wires it in):
+``await start()`` binds and serves, ``await stop()`` stops and cancels everything it
+started, ``port`` is the bound port (so tests can ask for port 0).
+
+TLS comes from ``settings.webhook_cert_dir`` (``tls.crt``/``tls.key``, e.g. a Secret
+mounted by cert-manager), reloaded when the files change; or, with no directory set,
+from certificates the operator manages itself (:mod:`gastown.webhook.certs`), which
+needs an ApiClient.
+
+The handler is the pure :func:`gastown.webhook.review.review` plus, when an ApiClient
+is given, lookups of the Secrets/ConfigMaps a Polecat references, turned into warnings
+(never denials: a Secret may legitimately be created after the Polecat). Lookups run
+concurrently under a short overall timeout; if the cluster is slow the review goes out
+without those warnings rather than late. The handler never answers 500: malformed
+bodies get 400, oversized ones 413, and a bug in a rule becomes a denial that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from gastown.settings import Settings
+from gastown.webhook import review, rules
+from gastown.webhook.certs import CertManager
+from gastown.webhook.review import AdmissionRequest
+from gastown.webhook.tls import CertReloader
+
+log = logging.getLogger(__name__)
+
+PATH: Final = "/validate-polecat"
+LOOKUP_TIMEOUT: Final = 1.5  # seconds for all reference lookups of one review together
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+class WebhookServer:
+    """The HTTPS admission server. Not reusable: one start(), one stop()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        api: client.ApiClient | None = None,
+        *,
+        cert_poll_interval: float = 5.0,
+        lookup_timeout: float = LOOKUP_TIMEOUT,
+    ) -> None:
+        self._settings = settings
+        self._api = api
+        self._core = client.CoreV1Api(api) if api is not None else None
+        self._cert_poll_interval = cert_poll_interval
+        self._lookup_timeout = lookup_timeout
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tmpdir: Path | None = None
+        self.reloader: CertReloader | None = None
+        self.cert_manager: CertManager | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load TLS, bind, serve; start the certificate tasks. Raises if TLS is unusable."""
+        cert_file, key_file = await self._certificate_files()
+        self.reloader = await asyncio.to_thread(
+            CertReloader, cert_file, key_file, poll_interval=self._cert_poll_interval
+        )
+        app = web.Application(client_max_size=review.MAX_BODY_BYTES)
+        app.router.add_post(PATH, self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            self._settings.webhook_host,
+            self._settings.webhook_port,
+            ssl_context=self.reloader.context,
+            backlog=1024,
+        )
+        await site.start()
+        self._tasks.append(asyncio.create_task(self.reloader.run(), name="webhook-cert-reload"))
+        if self.cert_manager is not None:
+            self._tasks.append(asyncio.create_task(self.cert_manager.run(), name="webhook-cert-manager"))
+        log.info("admission webhook serving https://%s:%d%s", self._settings.webhook_host, self.port, PATH)
+
+    async def _certificate_files(self) -> tuple[Path, Path]:
+        if self._settings.webhook_cert_dir is not None:
+            directory = self._settings.webhook_cert_dir
+            return directory / "tls.crt", directory / "tls.key"
+        if self._api is None:
+            raise ValueError(
+                "the webhook needs certificates: set webhook_cert_dir (GASTOWN_WEBHOOK_CERT_DIR) "
+                "or give it an ApiClient to manage its own"
+            )
+        self._tmpdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="gastown-webhook-"))
+        self.cert_manager = CertManager(self._api, self._settings, self._tmpdir)
+        await self.cert_manager.ensure()
+        return self.cert_manager.cert_file, self.cert_manager.key_file
+
+    async def stop(self) -> None:
+        """Stop serving and cancel (and await) every task this server started."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmpdir is not None:
+            await asyncio.to_thread(shutil.rmtree, self._tmpdir, True)
+            self._tmpdir = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with webhook_port=0)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("the webhook server is not running")
+        address = self._runner.addresses[0]
+        return int(address[1])
+
+    # -- requests ------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > review.MAX_BODY_BYTES:
+            return web.json_response({"error": "body too large"}, status=413)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response({"error": "body too large"}, status=413)
+        try:
+            admission = review.parse_review(body)
+        except review.MalformedReviewError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        try:
+            verdict = review.review(admission, self._settings)
+            if verdict.allowed and self._core is not None and self._wants_lookups(admission):
+                verdict = verdict.with_warnings(await self._reference_warnings(admission))
+            response = review.build_response(admission, verdict)
+        except Exception:
+            log.exception("validating admission request %s failed", admission.uid)
+            response = review.internal_error_response(admission)
+        else:
+            if not verdict.allowed:
+                log.info(
+                    "denied %s of Polecat %s/%s (uid %s): %d problem(s)",
+                    admission.operation,
+                    admission.namespace,
+                    admission.name,
+                    admission.uid,
+                    len(verdict.errors),
+                )
+        return web.json_response(response, dumps=_dumps)
+
+    @staticmethod
+    def _wants_lookups(admission: AdmissionRequest) -> bool:
+        """Look things up on CREATE and on spec changes, not on metadata-only updates."""
+        if not admission.is_polecat or not isinstance(admission.object, Mapping):
+            return False
+        if admission.operation == "CREATE":
+            return True
+        old = admission.old_object
+        return admission.operation == "UPDATE" and (
+            not isinstance(old, Mapping) or old.get("spec") != admission.object.get("spec")
+        )
+
+    async def _reference_warnings(self, admission: AdmissionRequest) -> list[str]:
+        polecat = rules.parse_polecat(admission.object)
+        if polecat is None:
+            return []
+        namespace = admission.namespace or polecat.metadata.namespace
+        refs = rules.references(polecat)
+        if not refs or not namespace:
+            return []
+        try:
+            async with asyncio.timeout(self._lookup_timeout):
+                found = await asyncio.gather(*(self._check_reference(namespace, ref) for ref in refs))
+        except TimeoutError:
+            log.warning(
+                "reference lookups for %s/%s timed out; no warnings about them",
+                namespace,
+                polecat.metadata.name,
+            )
+            return []
+        return [w for w in found if w is not None]
+
+    async def _check_reference(self, namespace: str, ref: rules.Reference) -> str | None:
+        assert self._core is not None
+        timeout = (self._lookup_timeout, self._lookup_timeout)
+        try:
+            if ref.kind == "Secret":
+                secret = await self._core.read_namespaced_secret(
+                    ref.name, namespace, _request_timeout=timeout
+                )
+                keys = set(secret.data or {}) | set(secret.string_data or {})
+                kind_of = secret.type
+            else:
+                config_map = await self._core.read_namespaced_config_map(
+                    ref.name, namespace, _request_timeout=timeout
+                )
+                keys = set(config_map.data or {}) | set(config_map.binary_data or {})
+                kind_of = None
+        except ApiException as exc:
+            if exc.status == 404:
+                return (
+                    f"{ref.field}: {ref.kind} {ref.name!r} was not found in namespace {namespace!r}; "
+                    "the agent Pod cannot start until it exists"
+                )
+            log.debug("looking up %s %s/%s failed: %s", ref.kind, namespace, ref.name, exc.status)
+            return None
+        except (OSError, ValueError, aiohttp.ClientError) as exc:  # connection trouble: no warning
+            log.debug("looking up %s %s/%s failed: %s", ref.kind, namespace, ref.name, exc)
+            return None
+        if ref.secret_type is not None and kind_of != ref.secret_type:
+            return f"{ref.field}: Secret {ref.name!r} has type {kind_of!r}; expected {ref.secret_type!r}"
+        if ref.key is not None and ref.key not in keys:
+            return f"{ref.field}: {ref.kind} {ref.name!r} has no key {ref.key!r}"
+        return None

@@ -1,0 +1,330 @@
+"""The admission webhook, called by a real kube-apiserver (the lab).
+
+The WebhookServer runs in this test process on 127.0.0.1 (port 0) with a CA made here.
+Each test registers a ValidatingWebhookConfiguration built from the shipped
+``webhooks/validatingwebhookconfiguration.yaml`` with ``clientConfig.url`` pointing at it
+and a namespaceSelector on the test's own namespace, and deletes it afterwards, so other
+tests sharing the lab are never affected.
+
+Shows: each webhook example is rejected BY THE WEBHOOK with its message; good examples
+pass; warnings reach kubectl's output; the served certificate rotates without a restart
+while the apiserver keeps calling; and self-managed certificates land in a Secret and in
+caBundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from kubernetes_asyncio import client
+
+from gastown.devcluster.lab import Lab
+from gastown.settings import Settings, SSHSettings
+from gastown.webhook import certs
+from gastown.webhook.server import PATH, WebhookServer
+from tests.integration.test_crd_on_lab import apply_example, install_crd
+from tests.unit.webhook.invalid_examples import EXAMPLES, InvalidExample, all_examples
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+VWC_FILE = REPO / "webhooks" / "validatingwebhookconfiguration.yaml"
+WEBHOOK_NAME = "validate.polecats.gastown.gastown.io"
+DENIED_BY = f'admission webhook "{WEBHOOK_NAME}" denied the request'
+WEBHOOK_EXAMPLES = [e for e in all_examples() if e.rejected_by == "webhook"]
+# A Polecat only the webhook rejects: a probe for "is the webhook in the path yet?".
+PROBE = {
+    "apiVersion": "gastown.gastown.io/v1alpha1",
+    "kind": "Polecat",
+    "metadata": {"name": "webhook-probe"},
+    "spec": {"rig": "gastown", "beadID": "gt-probe", "local": {"dispatcher": "tmux"}},
+}
+
+
+@dataclass
+class ServedWebhook:
+    """A running WebhookServer and the CA that signed its certificate."""
+
+    server: WebhookServer
+    cert_dir: Path
+    ca_cert: bytes
+    ca_key: bytes
+    registered: list[str] = field(default_factory=list)
+
+    def rotate(self) -> int:
+        """Write a new serving pair from the same CA; return its serial number."""
+        cert, key = certs.issue_serving_cert(
+            self.ca_cert, self.ca_key, ["localhost"], ip_addresses=["127.0.0.1"]
+        )
+        certs.write_pair(self.cert_dir, cert, key)
+        return x509.load_pem_x509_certificate(cert).serial_number
+
+    async def served_serial(self) -> int:
+        ctx = ssl.create_default_context(cadata=self.ca_cert.decode())
+        _, writer = await asyncio.open_connection("127.0.0.1", self.server.port, ssl=ctx)
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            return x509.load_der_x509_certificate(der).serial_number
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def start_webhook(tmp: Path, api: client.ApiClient, *, local_mode: bool = True) -> ServedWebhook:
+    ca_cert, ca_key = certs.generate_ca("lab-webhook-ca")
+    served = ServedWebhook(WebhookServer.__new__(WebhookServer), tmp, ca_cert, ca_key)
+    served.rotate()
+    settings = Settings(
+        ssh=SSHSettings(host="127.0.0.1" if local_mode else None),
+        webhook_host="127.0.0.1",
+        webhook_port=0,
+        webhook_cert_dir=tmp,
+    )
+    served.server = WebhookServer(settings, api, cert_poll_interval=0.1)
+    await served.server.start()
+    return served
+
+
+def configuration(name: str, namespace: str, port: int, ca_bundle: bytes) -> dict[str, Any]:
+    """The shipped configuration, pointed at 127.0.0.1:port and scoped to one namespace."""
+    vwc: dict[str, Any] = yaml.safe_load(VWC_FILE.read_text())
+    vwc["metadata"]["name"] = name
+    hook = vwc["webhooks"][0]
+    hook["clientConfig"] = {
+        "url": f"https://127.0.0.1:{port}{PATH}",
+        "caBundle": base64.b64encode(ca_bundle).decode(),
+    }
+    hook["namespaceSelector"] = {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]
+    }
+    return vwc
+
+
+@contextlib.asynccontextmanager
+async def registered(lab: Lab, served: ServedWebhook, namespace: str) -> AsyncIterator[str]:
+    """Register the webhook for one namespace; wait until the apiserver calls it; remove it."""
+    name = f"gastown-test-{namespace}-{uuid.uuid4().hex[:6]}"
+    body = configuration(name, namespace, served.server.port, served.ca_cert)
+    await lab.kubectl("apply", "-f", "-", input=json.dumps(body))
+    try:
+        for _ in range(200):
+            _, out, err = await lab.kubectl(
+                "-n", namespace, "apply", "--dry-run=server", "-f", "-", input=json.dumps(PROBE), check=False
+            )
+            if DENIED_BY in out + err:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the apiserver never called the webhook")
+        yield name
+    finally:
+        await lab.kubectl(
+            "delete", "validatingwebhookconfiguration", name, "--ignore-not-found", "--wait=false"
+        )
+
+
+@pytest.fixture
+async def webhook(
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> AsyncIterator[ServedWebhook]:
+    await install_crd(lab)
+    served = await start_webhook(tmp_path / "certs", k8s_api)
+    try:
+        async with registered(lab, served, namespace):
+            yield served
+    finally:
+        await served.server.stop()
+
+
+@pytest.mark.parametrize("example", WEBHOOK_EXAMPLES, ids=lambda e: e.id)
+async def test_webhook_rejects_each_bad_example(
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, tmp_path: Path, example: InvalidExample
+) -> None:
+    await install_crd(lab)
+    served = await start_webhook(tmp_path / "certs", k8s_api, local_mode=not example.local_mode_disabled)
+    try:
+        async with registered(lab, served, namespace):
+            rc, output = await apply_example(lab, namespace, example)
+    finally:
+        await served.server.stop()
+    assert rc != 0, output
+    assert DENIED_BY in output, output
+    assert example.message in output, output
+
+
+async def test_good_examples_pass_the_webhook(lab: Lab, namespace: str, webhook: ServedWebhook) -> None:
+    rc, out, err = await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "kubernetes"))
+    assert rc == 0, err
+    assert "polecat.gastown.gastown.io/add-rate-limit created" in out
+    assert "Warning" not in err  # Secrets and ConfigMap exist with the right keys and types
+    rc, _, err = await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "local"))
+    assert rc == 0, err
+    # An update the rules allow goes through too (the bead may change before dispatch).
+    rc, _, err = await lab.kubectl(
+        "-n", namespace, "patch", "polecat", "fix-login-bug", "--type=merge",
+        "-p", json.dumps({"spec": {"beadID": "gt-abc13", "desiredState": "Terminated"}}), check=False,
+    )  # fmt: skip
+    assert rc == 0, err
+
+
+async def test_warnings_appear_in_kubectl_output(lab: Lab, namespace: str, webhook: ServedWebhook) -> None:
+    obj = yaml.safe_load((EXAMPLES / "kubernetes" / "polecat.yaml").read_text())
+    obj["spec"]["kubernetes"]["image"] = "busybox"
+    obj["spec"]["kubernetes"]["activeDeadlineSeconds"] = 3 * 24 * 3600
+    # A git Secret of the wrong type, and no known_hosts ConfigMap or agent Secret at all.
+    await lab.kubectl(
+        "-n", namespace, "create", "secret", "generic", "repo-deploy-key", "--from-literal=other=x"
+    )  # fmt: skip
+    rc, out, err = await lab.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(obj))
+    assert rc == 0, err
+    assert "polecat.gastown.gastown.io/add-rate-limit created" in out
+    expected = [
+        "Warning: spec.kubernetes.image: has no tag or uses 'latest'",
+        "Warning: spec.kubernetes.activeDeadlineSeconds: 259200s is over 24 hours",
+        "Warning: spec.kubernetes.gitSecretRef: Secret 'repo-deploy-key' has type 'Opaque'; "
+        "expected 'kubernetes.io/ssh-auth'",
+        f"Warning: spec.kubernetes.knownHostsConfigMapRef: ConfigMap 'git-known-hosts' was not found "
+        f"in namespace '{namespace}'",
+        "Warning: spec.kubernetes.agentSecretRef: Secret 'agent-api-key' was not found "
+        f"in namespace '{namespace}'",
+    ]
+    for warning in expected:
+        assert warning in err, err
+
+
+async def test_all_problems_are_reported_at_once(lab: Lab, namespace: str, webhook: ServedWebhook) -> None:
+    obj = yaml.safe_load((EXAMPLES / "kubernetes" / "polecat.yaml").read_text())
+    obj["spec"]["kubernetes"]["gitRepository"] = "http://example.com/x.git"
+    obj["spec"]["kubernetes"]["image"] = "Bad Image"
+    del obj["spec"]["kubernetes"]["agentSecretRef"]
+    rc, _, err = await lab.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(obj), check=False)
+    assert rc != 0
+    assert f"Polecat '{namespace}/add-rate-limit' has 3 problems:" in err
+    for field_name in ("gitRepository", "agentSecretRef", "image"):
+        assert f"- spec.kubernetes.{field_name}: " in err
+
+
+async def test_certificate_rotation_while_the_apiserver_calls(
+    lab: Lab, namespace: str, webhook: ServedWebhook
+) -> None:
+    first = await webhook.served_serial()
+    new_serial = webhook.rotate()
+    assert new_serial != first
+    for _ in range(200):
+        if await webhook.served_serial() == new_serial:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the rotated certificate was never served")
+    # Same CA, so the apiserver keeps trusting it: still validated, no restart needed.
+    example = next(e for e in WEBHOOK_EXAMPLES if e.id == "webhook-image-invalid")
+    rc, output = await apply_example(lab, namespace, example)
+    assert rc != 0 and DENIED_BY in output and example.message in output
+    rc, _, err = await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "local"), check=False)
+    assert rc == 0, err
+    assert webhook.server.reloader is not None and webhook.server.reloader.reloads >= 1
+
+
+# --- self-managed certificates ------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def inert_configuration(lab: Lab, name: str) -> AsyncIterator[None]:
+    """A configuration that points at a Service and matches no namespace: only caBundle matters."""
+    vwc: dict[str, Any] = yaml.safe_load(VWC_FILE.read_text())
+    vwc["metadata"]["name"] = name
+    vwc["webhooks"][0]["namespaceSelector"] = {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["no-such-ns"]}
+        ]
+    }
+    second = json.loads(json.dumps(vwc["webhooks"][0]))
+    second["name"] = "second.polecats.gastown.gastown.io"
+    vwc["webhooks"].append(second)
+    await lab.kubectl("apply", "-f", "-", input=json.dumps(vwc))
+    try:
+        yield
+    finally:
+        await lab.kubectl(
+            "delete", "validatingwebhookconfiguration", name, "--ignore-not-found", "--wait=false"
+        )
+
+
+async def _ca_bundles(api: client.ApiClient, name: str) -> list[str]:
+    vwc = await client.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(name)
+    return [w.client_config.ca_bundle or "" for w in vwc.webhooks]
+
+
+async def test_self_managed_certificates(
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    config_name = f"gastown-test-certs-{namespace}"
+    settings = Settings(
+        operator_namespace=namespace,
+        webhook_config_name=config_name,
+        webhook_host="127.0.0.1",
+        webhook_port=0,
+    )
+    core = client.CoreV1Api(k8s_api)
+    async with inert_configuration(lab, config_name):
+        # Two replicas starting at once agree on one Secret.
+        one = certs.CertManager(k8s_api, settings, tmp_path / "a")
+        two = certs.CertManager(k8s_api, settings, tmp_path / "b")
+        first, second = await asyncio.gather(one.ensure(), two.ensure())
+        assert first == second
+        secret = await core.read_namespaced_secret(settings.webhook_secret_name, namespace)
+        assert secret.type == "kubernetes.io/tls"
+        assert base64.b64decode(secret.data["tls.crt"]) == first.cert
+        assert (tmp_path / "a" / "tls.crt").read_bytes() == first.cert
+        wanted = base64.b64encode(first.ca_bundle).decode()
+        assert await _ca_bundles(k8s_api, config_name) == [wanted, wanted]
+
+        # Nothing to do on the next round: the Secret is not rewritten.
+        version = secret.metadata.resource_version
+        await one.ensure()
+        again = await core.read_namespaced_secret(settings.webhook_secret_name, namespace)
+        assert again.metadata.resource_version == version
+
+        # Someone resets caBundle (e.g. a re-apply of the manifest): the next round repairs it.
+        await lab.kubectl(
+            "patch", "validatingwebhookconfiguration", config_name, "--type=json",
+            "-p", json.dumps([{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]),
+        )  # fmt: skip
+        await one.ensure()
+        assert await _ca_bundles(k8s_api, config_name) == [wanted, wanted]
+
+        # The operator's server serves it for the Service's DNS names.
+        server = WebhookServer(settings, k8s_api)
+        await server.start()
+        try:
+            ctx = ssl.create_default_context(cadata=first.ca_bundle.decode())
+            _, writer = await asyncio.open_connection(
+                "127.0.0.1",
+                server.port,
+                ssl=ctx,
+                server_hostname=f"{settings.webhook_service_name}.{namespace}.svc",
+            )
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            await server.stop()
+
+        # Time passes: the serving cert is renewed from the same CA, so caBundle stays.
+        later = certs.CertManager(
+            k8s_api, settings, tmp_path / "a", clock=lambda: datetime.now(UTC) + timedelta(days=300)
+        )
+        renewed = await later.ensure()
+        assert renewed.cert != first.cert
+        assert renewed.ca_cert == first.ca_cert
+        assert await _ca_bundles(k8s_api, config_name) == [wanted, wanted]
