@@ -1,0 +1,393 @@
+"""A client for Gas Town's ``gt`` CLI on the target host.
+
+It speaks the contract of the real gt (github.com/steveyegge/gastown,
+``internal/cmd/polecat.go``, ``sling.go``, ``session.go``; checked against v1.2.1):
+
+* ``gt sling <bead> <rig> [--stdin]`` spawns a polecat and prints
+  ``✓ Polecat <Name> spawned ...`` (or ``Polecat <Name> reused ...``); the task text
+  goes on stdin with ``--stdin`` (gt stores it as the bead's ``--args``).
+* ``gt polecat list <rig> --json``: a JSON array of PolecatListItem (snake_case:
+  rig, name, state, issue, session_running, zombie, session_name, ...).
+* ``gt polecat status <rig>/<name> --json``: PolecatStatus (state, issue,
+  session_running, session_id, created_at/last_activity as ``2006-01-02 15:04:05``).
+* ``gt polecat check-recovery <rig>/<name> --json``: RecoveryStatus with a
+  ``verdict`` of SAFE_TO_NUKE | PENDING_MR | NEEDS_RECOVERY | NEEDS_MQ_SUBMIT.
+* ``gt polecat nuke <rig>/<name> [--force]``, ``gt session stop <rig>/<name>``.
+
+gt finds its town by walking up from the working directory to ``mayor/town.json``,
+falling back to ``GT_TOWN_ROOT``; every call therefore runs in the town root with
+``GT_TOWN_ROOT`` set. gt's states are lowercase: working, idle, done, stuck,
+stalled, zombie (and review-needed).
+
+``list_polecats`` is the polling path: one call per rig, cached for a short time and shared
+by every Polecat of that rig (concurrent callers wait for the same call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gastown.executors.base import TransientError, UserError
+from gastown.executors.local.runner import CommandOutcome, Runner
+
+GT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SAFE_TO_NUKE = "SAFE_TO_NUKE"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_SPAWNED = re.compile(r"Polecat (\S+) (?:spawned|reused)\b")
+
+# The probe prints what gt needs to be usable, in one round trip: gt on PATH, the
+# town marker, the canonical town path (for the tmux socket) and GT_TMUX_SOCKET.
+_PROBE = r"""
+town=$1 gt=$2
+if ! command -v "$gt" >/dev/null 2>&1; then echo gt-missing; exit 0; fi
+if [ ! -f "$town/mayor/town.json" ]; then echo town-missing; exit 0; fi
+canonical=$(realpath -e -- "$town" 2>/dev/null) || canonical=$town
+printf 'ok\n%s\n%s\n' "$canonical" "${GT_TMUX_SOCKET-}"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TownInfo:
+    """What the probe learned about a town on the target host."""
+
+    root: str
+    canonical_root: str
+    gt_tmux_socket: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GtPolecat:
+    """One entry of ``gt polecat list --json``."""
+
+    rig: str
+    name: str
+    state: str
+    issue: str = ""
+    session_running: bool = False
+    zombie: bool = False
+    session_name: str = ""
+    cleanup_status: str = ""
+    verdict: str = ""
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> GtPolecat:
+        return cls(
+            rig=str(obj.get("rig", "")),
+            name=str(obj.get("name", "")),
+            state=str(obj.get("state", "")),
+            issue=str(obj.get("issue") or ""),
+            session_running=bool(obj.get("session_running", False)),
+            zombie=bool(obj.get("zombie", False)),
+            session_name=str(obj.get("session_name") or ""),
+            cleanup_status=str(obj.get("cleanup_status") or ""),
+            verdict=str(obj.get("verdict") or ""),
+        )
+
+
+def parse_gt_time(value: str | None) -> datetime | None:
+    """gt's ``2006-01-02 15:04:05`` (no zone: the host's clock, taken as UTC)."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, GT_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class GtPolecatStatus:
+    """``gt polecat status <rig>/<name> --json``."""
+
+    rig: str
+    name: str
+    state: str
+    issue: str
+    session_running: bool
+    session_id: str
+    created_at: datetime | None
+    last_activity: datetime | None
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> GtPolecatStatus:
+        return cls(
+            rig=str(obj.get("rig", "")),
+            name=str(obj.get("name", "")),
+            state=str(obj.get("state", "")),
+            issue=str(obj.get("issue") or ""),
+            session_running=bool(obj.get("session_running", False)),
+            session_id=str(obj.get("session_id") or ""),
+            created_at=parse_gt_time(obj.get("created_at")),
+            last_activity=parse_gt_time(obj.get("last_activity")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GtRecovery:
+    """``gt polecat check-recovery <rig>/<name> --json``."""
+
+    verdict: str
+    safe_to_nuke: bool
+    needs_recovery: bool
+    cleanup_status: str = ""
+    reason: str = ""
+    blockers: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def safe(self) -> bool:
+        return self.verdict == SAFE_TO_NUKE and not self.needs_recovery
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> GtRecovery:
+        return cls(
+            verdict=str(obj.get("verdict", "")),
+            safe_to_nuke=bool(obj.get("safe_to_nuke", False)),
+            needs_recovery=bool(obj.get("needs_recovery", False)),
+            cleanup_status=str(obj.get("cleanup_status") or ""),
+            reason=str(obj.get("reason") or ""),
+            blockers=tuple(str(b) for b in obj.get("blockers") or ()),
+        )
+
+
+def parse_spawned_name(output: str) -> str | None:
+    """The polecat name from ``gt sling`` output (``Polecat <Name> spawned``)."""
+    match = _SPAWNED.search(_ANSI.sub("", output))
+    return match.group(1) if match else None
+
+
+def parse_json(output: str) -> Any:
+    """gt's JSON, tolerating warning lines printed before it."""
+    text = output.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    for index, line in enumerate(text.splitlines()):
+        if line.startswith(("[", "{")):
+            try:
+                return json.loads("\n".join(text.splitlines()[index:]))
+            except json.JSONDecodeError:
+                continue
+    raise TransientError("GtBadOutput", f"gt printed no JSON: {text[:300]!r}")
+
+
+def _tail(text: str, limit: int = 400) -> str:
+    text = _ANSI.sub("", text).strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+class GtClient:
+    """gt commands for one town, run through ``run`` (the SSH layer)."""
+
+    def __init__(
+        self,
+        run: Runner,
+        *,
+        town_root: str,
+        gt_binary: str = "gt",
+        list_ttl: float = 1.0,
+        sling_timeout: float = 180.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._run = run
+        self.town_root = town_root
+        self.gt_binary = gt_binary
+        self._list_ttl = list_ttl
+        self._sling_timeout = sling_timeout
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._town: TownInfo | None = None
+        self._lists: dict[str, tuple[float, asyncio.Future[list[GtPolecat]]]] = {}
+        self.list_calls = 0  # how many `polecat list` commands ran (tests pin the sharing)
+
+    # Town.
+    async def town(self) -> TownInfo:
+        """Check gt and the town once (cached on success); UserError says what to fix."""
+        if self._town is not None:
+            return self._town
+        res = await self._run(
+            ["sh", "-c", _PROBE, "gastown-gt-probe", self.town_root, self.gt_binary], idempotent=True
+        )
+        lines = res.stdout.splitlines()
+        verdict = lines[0] if lines else ""
+        if verdict == "gt-missing":
+            raise UserError(
+                "GtNotInstalled",
+                f"Gas Town's gt ({self.gt_binary!r}) is not installed on the local-mode host: install it "
+                "(go install github.com/steveyegge/gastown/cmd/gt) or set GASTOWN_GT_BINARY to its path; "
+                "or use dispatcher tmux",
+            )
+        if verdict == "town-missing":
+            raise UserError(
+                "TownNotFound",
+                f"no Gas Town town at {self.town_root} ({self.town_root}/mayor/town.json is missing): set "
+                "spec.local.townRoot (or GASTOWN_TOWN_ROOT) to a town created with `gt install`",
+            )
+        if res.exit_status != 0 or verdict != "ok" or len(lines) < 2:
+            raise TransientError("GtProbeFailed", f"probing gt and the town failed: {_tail(res.stderr)}")
+        socket_env = lines[2] if len(lines) > 2 and lines[2] else None
+        self._town = TownInfo(root=self.town_root, canonical_root=lines[1], gt_tmux_socket=socket_env)
+        return self._town
+
+    async def _gt(
+        self,
+        *args: str,
+        input: str | None = None,
+        time_limit: float | None = None,
+        idempotent: bool = False,
+    ) -> CommandOutcome:
+        await self.town()
+        res = await self._run(
+            [self.gt_binary, *args],
+            input=input,
+            env={"GT_TOWN_ROOT": self.town_root},
+            cwd=self.town_root,
+            time_limit=time_limit,
+            idempotent=idempotent,
+        )
+        if res.exit_status == 0:
+            return res
+        self._raise_known(args, res)
+        return res
+
+    def _raise_known(self, args: Sequence[str], res: CommandOutcome) -> None:
+        err = _ANSI.sub("", res.stderr + "\n" + res.stdout)
+        if res.exit_status == 127 or "command not found" in err:
+            self._town = None
+            raise UserError(
+                "GtNotInstalled",
+                f"gt ({self.gt_binary!r}) cannot be run on the local-mode host: {_tail(err)}; install Gas "
+                "Town or set GASTOWN_GT_BINARY",
+            )
+        if "not in a Gas Town workspace" in err:
+            self._town = None
+            raise UserError(
+                "TownNotFound",
+                f"gt does not see a town at {self.town_root}: {_tail(err)}; fix spec.local.townRoot",
+            )
+        rig_missing = re.search(r"rig '([^']*)' not found", err)
+        if rig_missing:
+            raise UserError(
+                "RigNotFound",
+                f"rig {rig_missing.group(1)!r} is not in the town at {self.town_root}: add it with "
+                "`gt rig add` or fix spec.rig",
+            )
+
+    # Commands.
+    async def sling(self, bead_id: str, rig: str, *, task: str | None) -> str | None:
+        """``gt sling <bead> <rig>``; the name gt printed, or None if it printed none.
+
+        Not idempotent, so never retried here: callers check ``list`` for the bead
+        first and confirm with ``list_polecats`` after.
+        """
+        args = ["sling", bead_id, rig]
+        if task:
+            args.append("--stdin")
+        self.invalidate(rig)
+        try:
+            res = await self._gt(*args, input=task if task else None, time_limit=self._sling_timeout)
+        finally:
+            self.invalidate(rig)
+        if res.exit_status != 0:
+            raise TransientError(
+                "GtSlingFailed", f"gt sling {bead_id} {rig} failed ({res.exit_status}): {_tail(res.stderr)}"
+            )
+        return parse_spawned_name(res.stdout + "\n" + res.stderr)
+
+    def invalidate(self, rig: str) -> None:
+        """Drop the cached list of ``rig`` (after a change we made)."""
+        self._lists.pop(rig, None)
+
+    async def list_polecats(self, rig: str, *, fresh: bool = False) -> list[GtPolecat]:
+        """``gt polecat list <rig> --json``, shared by concurrent callers and cached briefly.
+
+        While one call for a rig is in flight, other callers wait for its answer;
+        a finished answer is reused for ``list_ttl`` seconds unless ``fresh``.
+        """
+        cached = self._lists.get(rig)
+        if cached is not None:
+            expires, shared = cached
+            if not shared.done():
+                return await asyncio.shield(shared)
+            if not fresh and self._clock() < expires and shared.exception() is None:
+                return shared.result()
+        future: asyncio.Future[list[GtPolecat]] = asyncio.get_running_loop().create_future()
+        self._lists[rig] = (self._clock() + self._list_ttl, future)
+        try:
+            items = await self._list_now(rig)
+        except BaseException as exc:
+            if self._lists.get(rig, (0.0, None))[1] is future:
+                del self._lists[rig]
+            shared_exc = exc if isinstance(exc, Exception) else TransientError("GtListCancelled", "cancelled")
+            future.set_exception(shared_exc)
+            future.exception()  # mark retrieved: waiters may be none
+            raise
+        future.set_result(items)
+        return items
+
+    async def _list_now(self, rig: str) -> list[GtPolecat]:
+        self.list_calls += 1
+        res = await self._gt("polecat", "list", rig, "--json", idempotent=True)
+        if res.exit_status != 0:
+            raise TransientError("GtListFailed", f"gt polecat list {rig} failed: {_tail(res.stderr)}")
+        data = parse_json(res.stdout)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise TransientError("GtBadOutput", "gt polecat list --json did not print a JSON array")
+        return [GtPolecat.from_json(item) for item in data if isinstance(item, dict)]
+
+    async def find_by_issue(self, rig: str, bead_id: str, *, fresh: bool = False) -> GtPolecat | None:
+        """The polecat of ``rig`` working on ``bead_id`` (issue == beadID), if any."""
+        for item in await self.list_polecats(rig, fresh=fresh):
+            if item.issue == bead_id and not item.zombie:
+                return item
+        return None
+
+    async def status(self, rig: str, name: str) -> GtPolecatStatus | None:
+        """``gt polecat status``; None when the polecat does not exist."""
+        res = await self._gt_lenient("polecat", "status", f"{rig}/{name}", "--json", idempotent=True)
+        if res is None:
+            return None
+        data = parse_json(res.stdout)
+        if not isinstance(data, dict):
+            raise TransientError("GtBadOutput", "gt polecat status --json did not print a JSON object")
+        return GtPolecatStatus.from_json(data)
+
+    async def check_recovery(self, rig: str, name: str) -> GtRecovery | None:
+        """``gt polecat check-recovery``; None when the polecat does not exist."""
+        res = await self._gt_lenient("polecat", "check-recovery", f"{rig}/{name}", "--json", idempotent=True)
+        if res is None:
+            return None
+        data = parse_json(res.stdout)
+        if not isinstance(data, dict):
+            raise TransientError("GtBadOutput", "gt polecat check-recovery --json printed no JSON object")
+        return GtRecovery.from_json(data)
+
+    async def nuke(self, rig: str, name: str, *, force: bool) -> None:
+        args = ["polecat", "nuke", f"{rig}/{name}"]
+        if force:
+            args.append("--force")
+        try:
+            await self._gt_lenient(*args)
+        finally:
+            self.invalidate(rig)
+
+    async def stop_session(self, rig: str, name: str) -> None:
+        """``gt session stop``: ends the agent's session, keeps its worktree."""
+        await self._gt_lenient("session", "stop", f"{rig}/{name}", idempotent=True)
+        self.invalidate(rig)
+
+    async def _gt_lenient(self, *args: str, idempotent: bool = False) -> CommandOutcome | None:
+        """Run gt; None when gt says the polecat is not found; TransientError otherwise."""
+        res = await self._gt(*args, idempotent=idempotent)
+        if res.exit_status == 0:
+            return res
+        err = _ANSI.sub("", res.stderr + res.stdout)
+        if re.search(r"polecat '[^']*' not found|not found in rig", err):
+            return None
+        raise TransientError("GtFailed", f"gt {' '.join(args[:2])} failed ({res.exit_status}): {_tail(err)}")
