@@ -52,6 +52,19 @@ class PodDefaults(BaseSettings):
         default_factory=lambda: ["gastown-agent"],
         description="Entrypoint of the agent container (the agent runner).",
     )
+    run_as_user: int = Field(
+        default=10001,
+        ge=1,
+        description="Numeric non-root uid (also gid and fsGroup) of the Pod; the agent image's user.",
+    )
+    check_references: bool = Field(
+        default=True,
+        description=(
+            "Before creating a Pod, GET (metadata only) the Secrets and ConfigMap it references so a "
+            "typo is a clear error. Needs RBAC get on secrets and configmaps in the Polecat's namespace; "
+            "the Helm chart turns it off unless podDefaults.checkReferences grants that."
+        ),
+    )
 
 
 class Settings(BaseSettings):
@@ -98,6 +111,11 @@ class Settings(BaseSettings):
     gt_binary: str = Field(default="gt", description="Gas Town CLI on the local-mode host.")
     town_root: str | None = Field(default=None, description="Default GT_TOWN_ROOT.")
     tmux_binary: str = "tmux"
+    tmux_socket: str = Field(
+        default="gastown",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="tmux socket (tmux -L) of the tmux dispatcher's sessions; gt uses the town's own.",
+    )
     local_poll_interval: float = Field(default=5.0, gt=0)
 
     @property
