@@ -1,0 +1,484 @@
+"""The manager: wires every part of the operator process and owns every task.
+
+One asyncio process, four parts (see ARCHITECTURE.md):
+
+* the **ops server** (``/healthz``, ``/readyz``, ``/metrics``) and the **admission
+  webhook** run on every replica, leader or not;
+* the **engine** — informers for Polecats and the Pods the operator owns, the work
+  queue, the workers running the :class:`~gastown.controller.reconciler.Reconciler` —
+  runs only on the leader (or always, with leader election off). Workers start only
+  once both caches are synced, so no reconcile ever acts on a half-listed world;
+* the **leader elector** starts the engine on winning the Lease and stops it on losing.
+
+Shutdown (SIGTERM/SIGINT, or :meth:`Manager.stop`) goes in the order that keeps work
+safe: stop taking work and let in-flight reconciles finish within
+``settings.shutdown_grace``; close the watches; only then release the Lease (a
+standby must not start reconciling while we still are); flush Events; close executor
+sessions (SSH); stop serving; close the API client if the manager made it.
+
+Executors are chosen by ``spec.executionMode`` from a mapping. By default the manager
+builds the real ones (kubernetes always; local when an SSH target is configured);
+tests pass their own mapping to exercise the engine alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from kubernetes_asyncio import client as k8s_client
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from gastown.api.models import GROUP, LABEL_POLECAT, PLURAL, VERSION, ExecutionMode
+from gastown.controller.events import EventRecorder
+from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
+from gastown.controller.leaderelection import LeaderElector, LeaseConfig
+from gastown.controller.metrics import ControllerMetrics
+from gastown.controller.ops import OpsServer
+from gastown.controller.reconciler import Reconciler, ReconcilerOptions
+from gastown.controller.workqueue import Outcome, WorkerPool, WorkQueue
+from gastown.executors.base import Executor, TransientError
+from gastown.kube import KubeClient, load_api_client
+from gastown.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=gastown-operator"
+POLECATS = ResourceKind(GROUP, VERSION, PLURAL)
+PODS = ResourceKind("", "v1", "pods")
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+PodLookup = Callable[[str, str], "dict[str, Any] | None"]
+
+
+class Service(Protocol):
+    """Something the manager starts and stops (the webhook server)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def slim_polecat(obj: dict[str, Any]) -> dict[str, Any]:
+    """Cache form of a Polecat: everything but managedFields and kubectl's last-applied copy."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
+            annotations.pop(_LAST_APPLIED)
+            if not annotations:
+                meta.pop("annotations")
+    return obj
+
+
+def _default_slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    meta = pod.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return pod
+
+
+def _pod_transform() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The executor's Pod slimmer, keeping what maps a Pod to its Polecat."""
+    try:
+        from gastown.executors.kubernetes.observer import slim_pod  # noqa: PLC0415 - optional until it lands
+    except ImportError:
+        slim_pod = _default_slim_pod
+
+    def transform(pod: dict[str, Any]) -> dict[str, Any]:
+        raw_meta = pod.get("metadata") or {}
+        owners = [o for o in raw_meta.get("ownerReferences") or [] if o.get("kind") == "Polecat"]
+        label = (raw_meta.get("labels") or {}).get(LABEL_POLECAT)
+        slim = slim_pod(pod)
+        meta = slim.setdefault("metadata", {})
+        if owners and "ownerReferences" not in meta:
+            meta["ownerReferences"] = [
+                {"kind": "Polecat", "name": o.get("name"), "uid": o.get("uid")} for o in owners
+            ]
+        if label is not None:
+            labels = meta.setdefault("labels", {})
+            labels.setdefault(LABEL_POLECAT, label)
+        return slim
+
+    return transform
+
+
+def owner_polecat_key(pod: dict[str, Any]) -> str | None:
+    """The ``namespace/name`` of the Polecat a Pod belongs to (owner reference, else label)."""
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace")
+    if not namespace:
+        return None
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "Polecat" and owner.get("name"):
+            return f"{namespace}/{owner['name']}"
+    label = (meta.get("labels") or {}).get(LABEL_POLECAT)
+    return f"{namespace}/{label}" if label else None
+
+
+def default_executors(
+    settings: Settings, api: k8s_client.ApiClient, pods: PodLookup
+) -> dict[ExecutionMode, Executor]:
+    """The real executors: kubernetes always, local when an SSH target is configured."""
+    from gastown.executors.kubernetes.executor import KubernetesExecutor  # noqa: PLC0415 - heavy, optional
+
+    executors: dict[ExecutionMode, Executor] = {
+        ExecutionMode.KUBERNETES: KubernetesExecutor(
+            api, pods, settings.pod, check_references=settings.pod.check_references
+        ),
+    }
+    if settings.local_mode_enabled:
+        from gastown.executors.local.executor import LocalExecutor  # noqa: PLC0415 - needs asyncssh
+
+        executors[ExecutionMode.LOCAL] = LocalExecutor(settings)
+    return executors
+
+
+def default_identity() -> str:
+    """Leader identity: the Pod's hostname plus the pid (unique per process)."""
+    return f"{socket.gethostname()}_{os.getpid()}"
+
+
+class _Engine:
+    """Informers + queue + workers for one leadership term."""
+
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        settings: Settings,
+        executors: Mapping[ExecutionMode, Executor],
+        recorder: EventRecorder,
+        metrics: ControllerMetrics,
+        informer_options: InformerOptions,
+        reconciler_options: ReconcilerOptions,
+    ) -> None:
+        namespaces = list(settings.namespaces)
+        self.polecats = Informer(
+            client,
+            POLECATS,
+            namespaces=namespaces,
+            transform=slim_polecat,
+            options=informer_options,
+            observer=metrics,
+            name="polecats",
+        )
+        self.pods = Informer(
+            client,
+            PODS,
+            namespaces=namespaces,
+            label_selector=MANAGED_BY_SELECTOR,
+            transform=_pod_transform(),
+            options=informer_options,
+            observer=metrics,
+            name="pods",
+        )
+        self.queue = WorkQueue(observer=metrics)
+        self.reconciler = Reconciler(
+            client=client,
+            polecats=self.polecats,
+            executors=executors,
+            recorder=recorder,
+            metrics=metrics,
+            options=reconciler_options,
+        )
+        self.workers = WorkerPool(
+            self.queue,
+            self._handle,
+            workers=settings.workers,
+            name="reconcile",
+            expected_errors=(TransientError,),
+        )
+        self.polecats.add_handler(self._on_polecat)
+        self.pods.add_handler(self._on_pod)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+
+    async def _handle(self, key: str) -> Outcome:
+        return await self.reconciler.reconcile(key)
+
+    def _on_polecat(self, event: WatchEvent) -> None:
+        self.queue.add(event.key)
+
+    def _on_pod(self, event: WatchEvent) -> None:
+        key = owner_polecat_key(event.obj)
+        if key is not None:
+            self.queue.add(key)
+
+    @property
+    def synced(self) -> bool:
+        return self.polecats.synced.is_set() and self.pods.synced.is_set()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.polecats.run(), name="informer-polecats"),
+            asyncio.create_task(self.pods.run(), name="informer-pods"),
+            asyncio.create_task(self._start_workers_when_synced(), name="engine-start"),
+        ]
+
+    async def _start_workers_when_synced(self) -> None:
+        await self.polecats.synced.wait()
+        await self.pods.synced.wait()
+        logger.info(
+            "caches synced (%d polecats, %d pods); starting %d workers",
+            len(self.polecats),
+            len(self.pods),
+            self.workers._count,
+        )
+        self.workers.start()
+        self.started.set()
+
+    async def stop(self, grace: float) -> None:
+        await self.workers.stop(grace)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Manager:
+    """Runs the operator process (see the module doc).
+
+    ``api``: an ApiClient to use (tests share the lab's); when None the manager loads
+    one from the settings and closes it at the end. ``executors``: the mode → executor
+    mapping; when None the real executors are built. ``webhook``: a service to run on
+    every replica; when None and ``settings.webhook_enabled``, the real webhook server.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api: k8s_client.ApiClient | None = None,
+        executors: Mapping[ExecutionMode, Executor] | None = None,
+        webhook: Service | None = None,
+        informer_options: InformerOptions | None = None,
+        reconciler_options: ReconcilerOptions | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = settings.identity or default_identity()
+        self._api = api
+        self._owns_api = api is None
+        self._executors_override = executors
+        self._executors: dict[ExecutionMode, Executor] = {}
+        self._webhook = webhook
+        self._informer_options = informer_options or InformerOptions()
+        self._reconciler_options = reconciler_options or ReconcilerOptions()
+        self.registry = registry or CollectorRegistry()
+        self.metrics = ControllerMetrics(self.registry)
+        self._client: KubeClient | None = None
+        self._recorder: EventRecorder | None = None
+        self._ops: OpsServer | None = None
+        self._elector: LeaderElector | None = None
+        self._elector_task: asyncio.Task[None] | None = None
+        self.engine: _Engine | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._engine_lock = asyncio.Lock()
+        self._started = False
+        self._stopped = False
+
+    # -- introspection ----------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica runs the engine now."""
+        return self.engine is not None
+
+    @property
+    def ops_ports(self) -> dict[str, int]:
+        """Bound ports of the ops server (``health``, ``metrics``)."""
+        return dict(self._ops.ports) if self._ops is not None else {}
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: caches synced when running the engine; standing by otherwise."""
+        if not self._started or self._stopped:
+            return False, "not running"
+        engine = self.engine
+        if engine is not None:
+            return (True, "leader: caches synced") if engine.synced else (False, "leader: caches syncing")
+        if self._elector_task is not None and not self._elector_task.done():
+            return True, "standby: waiting for the leader lease"
+        return False, "engine not running"
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The cached Pod ``namespace/name`` (for the kubernetes executor)."""
+        engine = self.engine
+        return engine.pods.get_by_name(namespace, name) if engine is not None else None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Start, run until SIGTERM/SIGINT (or ``stop`` is set), then stop gracefully."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        try:
+            await self.start()
+            await stop.wait()
+            logger.info("shutting down")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def start(self) -> None:
+        """Start serving, and the engine or the campaign for the Lease."""
+        if self._started:
+            return
+        self._started = True
+        settings = self.settings
+        if self._api is None:
+            self._api = await load_api_client(settings.kubeconfig)
+        self._client = KubeClient(self._api)
+        self._recorder = EventRecorder(self._client, instance=self.identity, observer=self.metrics)
+        self._tasks.append(asyncio.create_task(self._recorder.run(), name="events"))
+        if self._executors_override is not None:
+            self._executors = dict(self._executors_override)
+        else:
+            self._executors = default_executors(settings, self._api, self.pod)
+        self.metrics.watch_polecats(self._cached_polecats)
+
+        self._ops = OpsServer(
+            host="0.0.0.0",
+            health_port=settings.health_port,
+            metrics_port=settings.metrics_port,
+            ready=self.ready,
+            registries=[self.registry, REGISTRY],
+        )
+        await self._ops.start()
+        if self._webhook is None and settings.webhook_enabled:
+            from gastown.webhook.server import WebhookServer  # noqa: PLC0415 - owned by the webhook package
+
+            self._webhook = WebhookServer(settings, self._api)
+        if self._webhook is not None:
+            await self._webhook.start()
+
+        if settings.leader_election:
+            self._elector = LeaderElector(
+                self._client,
+                LeaseConfig(
+                    namespace=settings.operator_namespace,
+                    name=settings.lease_name,
+                    identity=self.identity,
+                    lease_duration=settings.lease_duration,
+                    renew_deadline=settings.renew_deadline,
+                    retry_period=settings.retry_period,
+                ),
+                on_started_leading=self._start_engine,
+                on_stopped_leading=self._stop_engine_after_loss,
+            )
+            self._elector_task = asyncio.create_task(self._elector.run(), name="leader-election")
+            self._tasks.append(self._elector_task)
+        else:
+            await self._start_engine()
+
+    async def wait_synced(self) -> None:
+        """Wait until this replica runs the engine with its workers started."""
+        while True:
+            engine = self.engine
+            if engine is not None:
+                await engine.started.wait()
+                if self.engine is engine:
+                    return
+            await asyncio.sleep(0.05)
+
+    async def _start_engine(self) -> None:
+        async with self._engine_lock:
+            if self.engine is not None or self._stopped:
+                return
+            assert self._client is not None and self._recorder is not None
+            self.engine = _Engine(
+                client=self._client,
+                settings=self.settings,
+                executors=self._executors,
+                recorder=self._recorder,
+                metrics=self.metrics,
+                informer_options=self._informer_options,
+                reconciler_options=self._reconciler_options,
+            )
+            self.engine.start()
+            self.metrics.leader.set(1)
+            logger.info("engine started", extra={"identity": self.identity})
+
+    async def _stop_engine(self, grace: float) -> None:
+        async with self._engine_lock:
+            engine, self.engine = self.engine, None
+            if engine is None:
+                return
+            self.metrics.leader.set(0)
+            await engine.stop(grace)
+            logger.info("engine stopped", extra={"identity": self.identity})
+
+    async def _stop_engine_after_loss(self) -> None:
+        # Another replica may lead once the lease runs out: finish quickly.
+        margin = max(self.settings.lease_duration - self.settings.renew_deadline - 1.0, 0.0)
+        await self._stop_engine(min(self.settings.shutdown_grace, margin))
+
+    def _cached_polecats(self) -> list[dict[str, Any]]:
+        engine = self.engine
+        return list(engine.polecats.values()) if engine is not None else []
+
+    async def stop(self) -> None:
+        """Graceful shutdown (see the module doc); idempotent."""
+        if self._stopped or not self._started:
+            self._stopped = True
+            return
+        self._stopped = True
+        await self._stop_engine(self.settings.shutdown_grace)
+        if self._elector is not None:
+            await self._elector.release()
+        await self._shutdown_rest(flush_events=True)
+
+    async def abort(self) -> None:
+        """Stop as a crash would, for tests: no lease release, no grace, no Event flush."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._stop_engine(0.0)
+        await self._shutdown_rest(flush_events=False)
+
+    async def _shutdown_rest(self, *, flush_events: bool) -> None:
+        if self._recorder is not None and flush_events:
+            await self._recorder.close(grace=2.0)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _close_all(self._executors.values())
+        if self._webhook is not None:
+            with contextlib.suppress(Exception):
+                await self._webhook.stop()
+        if self._ops is not None:
+            await self._ops.stop()
+        if self._owns_api and self._api is not None:
+            await self._api.close()
+
+
+async def _close_all(objects: Any) -> None:
+    """Close executors that hold resources (SSH connections): ``aclose()`` or ``close()``."""
+    seen: set[int] = set()
+    for obj in objects:
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        closer: Callable[[], Any] | None = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+        if closer is None:
+            continue
+        try:
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("closing %s failed", type(obj).__name__)
