@@ -1,0 +1,318 @@
+"""The user CLI's access to the cluster: kubeconfig, namespace, and the few calls it makes.
+
+The CLI behaves like kubectl, because it is also ``kubectl gastown``: the kubeconfig
+is ``--kubeconfig``, else ``$KUBECONFIG`` (a ``:``-separated list), else
+``~/.kube/config``; ``--context`` picks a context; the namespace is ``-n``, else the
+context's namespace, else ``default``. Inside a Pod with no kubeconfig the service
+account is used.
+
+Everything here is async and bounded: plain requests time out after
+``REQUEST_TIMEOUT`` seconds so an unreachable cluster is an error in seconds, not a
+hang. Failures surface as :class:`~gastown.cli.errors.CLIError` with an exit code,
+never as a library exception. kubernetes_asyncio is imported only when a command
+actually talks to a cluster, which keeps ``gastown --help`` and ``gastown validate``
+fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from gastown.api.models import GROUP, PLURAL, VERSION
+from gastown.cli.errors import CLIError, ExitCode, from_exception
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+    from gastown.kube import KubeClient
+
+REQUEST_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 10.0
+# A watch that hears nothing (not even a bookmark) for this long is reopened.
+WATCH_INACTIVITY = 90.0
+_ANSWERED = re.compile(r"^the apiserver answered (HTTP \d+): ")
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """The global flags that choose a cluster and a namespace (as kubectl's)."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
+
+    def kubeconfig_paths(self) -> str:
+        """The kubeconfig file(s) to read, ``:``-separated as in ``$KUBECONFIG``."""
+        if self.kubeconfig is not None:
+            return str(self.kubeconfig)
+        return os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+
+    def kubectl_flags(self) -> list[str]:
+        """The same choice expressed as kubectl flags (for the commands the CLI prints)."""
+        flags: list[str] = []
+        if self.kubeconfig is not None:
+            flags += ["--kubeconfig", str(self.kubeconfig)]
+        if self.context:
+            flags += ["--context", self.context]
+        return flags
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")
+
+
+def polecats_path(namespace: str | None, name: str | None = None, *, subresource: str | None = None) -> str:
+    """REST path of the Polecats of a namespace (None: all namespaces), or of one Polecat."""
+    path = f"/apis/{GROUP}/{VERSION}"
+    if namespace:
+        path += f"/namespaces/{_q(namespace)}"
+    path += f"/{PLURAL}"
+    if name is not None:
+        path += f"/{_q(name)}"
+        if subresource:
+            path += f"/{subresource}"
+    return path
+
+
+def polecat_label(namespace: str, name: str) -> str:
+    """How errors name a Polecat."""
+    return f'Polecat "{name}" in namespace "{namespace}"'
+
+
+class Cluster:
+    """One connection to the apiserver for the length of one command.
+
+    ``namespace`` is the effective default namespace; ``server`` the apiserver URL
+    (for error messages). Use :func:`connect` to get one.
+    """
+
+    def __init__(self, api: ApiClient, kube: KubeClient, *, namespace: str, server: str) -> None:
+        self.api = api
+        self.kube = kube
+        self.namespace = namespace
+        self.server = server
+
+    def error(self, exc: BaseException, *, what: str = "") -> CLIError:
+        """``exc`` as a one-line CLIError that names this cluster."""
+        return from_exception(exc, server=self.server, what=what)
+
+    async def _call(self, coro: Any, *, what: str = "") -> Any:
+        try:
+            return await coro
+        except CLIError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, what=what) from exc
+
+    # -- Polecats -------------------------------------------------------------------
+    async def get_polecat(self, namespace: str, name: str) -> dict[str, Any]:
+        """One Polecat as a dict; exit 3 when it does not exist."""
+        result: dict[str, Any] = await self._call(
+            self.kube.get(polecats_path(namespace, name)), what=polecat_label(namespace, name)
+        )
+        return result
+
+    async def list_polecats(self, namespace: str | None, *, selector: str | None = None) -> dict[str, Any]:
+        """A PolecatList (``namespace`` None: every namespace)."""
+        query = {"labelSelector": selector} if selector else None
+        result: dict[str, Any] = await self._call(self.kube.get(polecats_path(namespace), query=query))
+        return result
+
+    async def create_polecat(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Polecat; a webhook denial or schema error is exit 1 with the apiserver's words."""
+        result: dict[str, Any] = await self._call(self.kube.create(polecats_path(namespace), body))
+        return result
+
+    async def watch_polecat(
+        self, namespace: str, name: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch one Polecat from ``resource_version``; yields (type, object) until the stream ends.
+
+        The stream ends after the server's timeout or on an ERROR event (e.g. 410 Gone);
+        the caller re-reads the object and watches again. BOOKMARKs are passed through
+        so the caller can keep their resourceVersion.
+        """
+        from gastown.kube import loads  # noqa: PLC0415
+
+        query: dict[str, str | int | bool] = {
+            "watch": True,
+            "fieldSelector": f"metadata.name={name}",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": 60,
+        }
+        try:
+            async with self.kube.stream(
+                polecats_path(namespace), query=query, inactivity_timeout=WATCH_INACTIVITY
+            ) as reader:
+                async for line in reader:
+                    if not line.strip():
+                        continue
+                    event = loads(line)
+                    yield str(event.get("type", "")), event.get("object") or {}
+        except CLIError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, what=polecat_label(namespace, name)) from exc
+
+    # -- Events ---------------------------------------------------------------------
+    async def events_about(
+        self, namespace: str, *, kind: str, name: str, uid: str | None
+    ) -> list[dict[str, Any]]:
+        """events.k8s.io/v1 Events whose ``regarding`` is the given object (newest last)."""
+        selector = f"regarding.kind={kind},regarding.name={name}"
+        if uid:
+            selector += f",regarding.uid={uid}"
+        path = f"/apis/events.k8s.io/v1/namespaces/{_q(namespace)}/events"
+        result = await self._call(self.kube.get(path, query={"fieldSelector": selector}))
+        items: list[dict[str, Any]] = list((result or {}).get("items") or [])
+        return items
+
+    # -- Pods -----------------------------------------------------------------------
+    async def pod_log(self, namespace: str, pod: str, *, container: str, follow: bool) -> AsyncIterator[str]:
+        """The container's log lines, through ``read_namespaced_pod_log``.
+
+        The apiserver proxies logs from the kubelet of the Pod's node. When it cannot
+        reach one (no kubelet, a node that went away) it answers 5xx or 400 with the
+        dial error; that becomes one line saying so, exit 4.
+        """
+        import aiohttp  # noqa: PLC0415
+        from kubernetes_asyncio import client  # noqa: PLC0415
+
+        core = client.CoreV1Api(self.api)
+        # No read timeout while following: a quiet agent is not a dead connection.
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=CONNECT_TIMEOUT, sock_read=None if follow else REQUEST_TIMEOUT
+        )
+        what = f'Pod "{pod}" in namespace "{namespace}"'
+        try:
+            response: Any = await core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                follow=follow,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+            if not 200 <= response.status <= 299:
+                # Unread (streaming) responses are not checked by kubernetes_asyncio.
+                from gastown.kube import api_error  # noqa: PLC0415
+
+                body = await response.read()
+                response.release()
+                raise api_error(response.status, response.reason or "", body)
+        except Exception as exc:
+            raise _log_error(self.error(exc, what=what), pod) from exc
+        try:
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+            if buffer:
+                yield buffer.decode("utf-8", "replace")
+        except aiohttp.ClientError as exc:
+            raise self.error(exc, what=what) from exc
+        finally:
+            response.release()
+
+
+def _log_error(error: CLIError, pod: str) -> CLIError:
+    """Say plainly when the apiserver could not fetch logs from the node's kubelet."""
+    text = error.message
+    kubelet_words = (
+        "dial tcp",
+        "connection refused",
+        "no such host",
+        "kubelet",
+        ":10250",
+        "no route to host",
+    )
+    if any(word in text for word in kubelet_words) or ("failed to get" in text and "containerLogs" in text):
+        return CLIError(
+            f"cannot read the logs of Pod {pod}: the apiserver could not reach the kubelet of the Pod's "
+            f"node ({_first_line(text)})",
+            ExitCode.UNREACHABLE,
+        )
+    if "is waiting to start" in text and "git-clone" not in text:
+        return CLIError(f"{text}; the clone step's output is in `logs -c git-clone`", error.code)
+    return error
+
+
+def _first_line(text: str) -> str:
+    line = text.splitlines()[0] if text else ""
+    return _ANSWERED.sub(r"\1: ", line)[:300]
+
+
+def _in_cluster_namespace() -> str:
+    try:
+        return (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+@asynccontextmanager
+async def connect(options: ClusterOptions) -> AsyncIterator[Cluster]:
+    """Load the kubeconfig (or in-cluster config) and hold one ApiClient for a command.
+
+    Raises exit-4 CLIErrors when no configuration is usable; does not contact the
+    apiserver by itself (the first request does).
+    """
+    from kubernetes_asyncio import client, config  # noqa: PLC0415
+    from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: PLC0415
+
+    from gastown.kube import KubeClient  # noqa: PLC0415
+
+    configuration = client.Configuration()
+    paths = options.kubeconfig_paths()
+    existing = [p for p in paths.split(":") if p and Path(p).expanduser().exists()]
+    namespace = options.namespace
+    if existing:
+        try:
+            loader = await config.load_kube_config(
+                config_file=":".join(existing),
+                context=options.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except (ConfigException, AssertionError, KeyError, TypeError, ValueError, OSError) as exc:
+            context = f" context {options.context!r}:" if options.context else ""
+            detail = str(exc) or "the context is missing or incomplete"
+            raise CLIError(
+                f"cannot use the kubeconfig {':'.join(existing)}:{context} {detail}", ExitCode.UNREACHABLE
+            ) from exc
+        current = loader.current_context or {}
+        context_namespace = (current.get("context") or {}).get("namespace")
+        namespace = namespace or context_namespace or "default"
+    elif options.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except ConfigException as exc:
+            raise CLIError(f"cannot use the in-cluster configuration: {exc}", ExitCode.UNREACHABLE) from exc
+        namespace = namespace or _in_cluster_namespace()
+    else:
+        raise CLIError(
+            f"no kubeconfig found at {paths}: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config",
+            ExitCode.UNREACHABLE,
+        )
+    api = client.ApiClient(configuration)
+    try:
+        kube = KubeClient(api, request_timeout=REQUEST_TIMEOUT)
+        yield Cluster(api, kube, namespace=namespace or "default", server=str(configuration.host))
+    finally:
+        await api.close()
+
+
+def polecat_reference(obj: dict[str, Any]) -> tuple[str, str, str]:
+    """(namespace, name, uid) of a Polecat dict."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
