@@ -1,0 +1,81 @@
+"""``python -m bench [names...] [--quick]``: run the benchmarks on fresh labs.
+
+Names: startup, dispatch, memory, webhook, local, kopf (default: all; kopf runs the
+same dispatch measurements against an idiomatic kopf operator for comparison). ``--quick`` uses
+smaller sizes (for a smoke run); the figures in bench/README.md come from a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from typing import Any
+
+from bench.harness import Api, OperatorProcess, lab_with_crd, write_result
+
+ALL = ["startup", "dispatch", "memory", "webhook", "local", "kopf"]
+
+
+async def run_startup_and_dispatch(sizes: list[int], lifecycle: int) -> None:
+    from bench import kubernetes_mode  # noqa: PLC0415
+
+    async with lab_with_crd() as lab:
+        operator = OperatorProcess(lab, extra_args=["--no-webhook", "--workers=32"])
+        await operator.start()
+        try:
+            ready_s = await operator.wait_ready()
+            write_result(
+                "startup",
+                {"process_start_to_ready_s": round(ready_s, 3), "idle_rss_mib": operator.rss_mib()},
+            )
+            api = Api(lab)
+            try:
+                runs: dict[str, Any] = {}
+                for n in sizes:
+                    cpu0 = operator.cpu_seconds()
+                    runs[str(n)] = await kubernetes_mode.dispatch(
+                        lab, api, n, lifecycle=lifecycle if n == sizes[0] else 0
+                    )
+                    runs[str(n)]["operator_cpu_s"] = round(operator.cpu_seconds() - cpu0, 2)
+                    runs[str(n)]["operator_rss_mib_after"] = operator.rss_mib()
+                write_result("dispatch", {"runs": runs})
+            finally:
+                await api.close()
+        finally:
+            await operator.stop()
+
+
+async def run_memory(sizes: list[int]) -> None:
+    from bench import kubernetes_mode  # noqa: PLC0415
+
+    async with lab_with_crd() as lab:
+        operator = OperatorProcess(lab, extra_args=["--no-webhook", "--workers=32"])
+        await operator.start()
+        api = Api(lab)
+        try:
+            await operator.wait_ready()
+            await asyncio.sleep(2)
+            write_result("memory", await kubernetes_mode.memory(lab, api, operator, sizes))
+        finally:
+            await api.close()
+            await operator.stop()
+
+
+async def main(names: list[str], quick: bool) -> None:
+    if "startup" in names or "dispatch" in names:
+        await run_startup_and_dispatch([100, 1000] if quick else [100, 1000, 5000], lifecycle=100)
+    if "memory" in names:
+        await run_memory([1000] if quick else [1000, 10000])
+    for name in ("webhook", "local", "kopf"):
+        if name in names:
+            module = importlib.import_module(f"bench.{name}_bench")
+            await module.run(quick=quick)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", default=ALL, choices=ALL)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.names or ALL, args.quick))

@@ -1,0 +1,262 @@
+"""What every benchmark shares: a lab, the CRD, the operator as a separate process,
+a lightweight raw watch for client-side timestamps, percentiles and the JSON result.
+
+The operator runs as its own process (``gastown-operator run``) exactly as users run
+it, so its RSS and CPU are its own and the benchmark client does not share its event
+loop. Timestamps are taken where a user would see them: on watch events arriving at
+the client, not inside the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gastown.devcluster.lab import Lab, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CRD_FILE = ROOT / "crds" / "gastown.gastown.io_polecats.yaml"
+POLECATS_PATH = "/apis/gastown.gastown.io/v1alpha1"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (pct in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summary_ms(values_s: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of durations given in seconds, reported in milliseconds."""
+    if not values_s:
+        return {}
+    ms = [v * 1000 for v in values_s]
+    return {
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p90_ms": round(percentile(ms, 90), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Print the figures and write ``bench/results/<name>.json``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    payload |= {"machine": machine(), **result}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"== {name}")
+    print(json.dumps(result, indent=2))
+    return path
+
+
+async def install_crd(lab: Lab) -> None:
+    """Apply the generated CRD and wait until it is served."""
+    await lab.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    await lab.kubectl(
+        "wait", "--for=condition=Established", "crd/polecats.gastown.gastown.io", "--timeout=60s"
+    )
+
+
+class Api:
+    """A thin raw-JSON client to the lab (no model deserialization: the bench must stay light)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.session = aiohttp.ClientSession(
+            base_url=lab.server,
+            connector=aiohttp.TCPConnector(ssl=lab.ssl_context(), limit=256),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        headers = {"Content-Type": kw.pop("content_type", "application/json")}
+        async with self.session.request(
+            method, path, data=json.dumps(body) if body is not None else None, headers=headers, **kw
+        ) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise RuntimeError(f"{method} {path}: HTTP {resp.status}: {text[:300]}")
+            return json.loads(text) if text else None
+
+    async def watch(
+        self, path: str, resource_version: str, on_event: Callable[[str, dict[str, Any], float], bool]
+    ) -> None:
+        """Stream a watch and call ``on_event(type, obj, arrival)`` until it returns True."""
+        params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
+        async with self.session.get(path, params=params) as resp:
+            async for line in resp.content:
+                arrival = time.monotonic()
+                event = json.loads(line)
+                if event["type"] == "BOOKMARK":
+                    continue
+                if on_event(event["type"], event["object"], arrival):
+                    return
+
+    async def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        await self.request("POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": labels or {}}})
+        for _ in range(200):  # pods need the namespace's default ServiceAccount
+            sas = await self.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts")
+            if any(sa["metadata"]["name"] == "default" for sa in sas["items"]):
+                return
+            await asyncio.sleep(0.05)
+
+
+def kubernetes_polecat(name: str, index: int) -> dict[str, Any]:
+    """A valid kubernetes-mode Polecat, as a user would write it."""
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Polecat",
+        "metadata": {"name": name},
+        "spec": {
+            "rig": "bench",
+            "beadID": f"gt-b{index:05d}",
+            "task": "Benchmark task: nothing to do",
+            "executionMode": "kubernetes",
+            "kubernetes": {
+                "gitRepository": "git@git.example.com:acme/bench.git",
+                "gitSecretRef": {"name": "git-ssh"},
+                "knownHostsConfigMapRef": {"name": "git-known-hosts"},
+                "agentSecretRef": {"name": "agent", "key": "api-key"},
+            },
+        },
+    }
+
+
+async def create_all(api: Api, path: str, objects: list[dict[str, Any]], concurrency: int = 64) -> None:
+    """POST every object with bounded concurrency (a burst, as from many kubectl users)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(obj: dict[str, Any]) -> None:
+        async with gate:
+            await api.request("POST", path, obj)
+
+    await asyncio.gather(*(one(o) for o in objects))
+
+
+@dataclass
+class OperatorProcess:
+    """``gastown-operator run`` against the lab, in its own process."""
+
+    lab: Lab
+    extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    health_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    proc: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    log_path: Path | None = None
+
+    async def start(self) -> None:
+        self.log_path = self.lab.workdir / "logs" / f"operator-{self.health_port}.log"
+        log = self.log_path.open("ab")
+        env = {**os.environ, **self.extra_env}
+        self.started_at = time.monotonic()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gastown.cli.operator",
+            "run",
+            f"--kubeconfig={self.lab.kubeconfig}",
+            "--no-leader-elect",
+            f"--health-port={self.health_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--log-format=json",
+            "--log-level=WARNING",
+            *self.extra_args,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        log.close()
+
+    async def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from process start until /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"operator exited: {self.tail()}")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(f"http://127.0.0.1:{self.health_port}/readyz") as resp:
+                        if resp.status == 200:
+                            return time.monotonic() - self.started_at
+                await asyncio.sleep(0.02)
+        raise RuntimeError(f"operator not ready after {timeout}s: {self.tail()}")
+
+    def rss_mib(self) -> float:
+        """Resident set size of the operator process, MiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU time the operator has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    async def metrics(self) -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as resp,
+        ):
+            return await resp.text()
+
+    def tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def lab_with_crd() -> AsyncIterator[Lab]:
+    """A fresh lab with the Polecat CRD installed."""
+    lab = await Lab.start()
+    try:
+        await install_crd(lab)
+        yield lab
+    finally:
+        await lab.stop()
