@@ -46,6 +46,7 @@ from gastown.controller.reconciler import Reconciler, ReconcilerOptions
 from gastown.controller.workqueue import Outcome, WorkerPool, WorkQueue
 from gastown.executors.base import Executor, TransientError
 from gastown.kube import KubeClient, load_api_client
+from gastown.metrics import ServingMetrics
 from gastown.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -274,6 +275,7 @@ class Manager:
         self._reconciler_options = reconciler_options or ReconcilerOptions()
         self.registry = registry or CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)
+        self.serving_metrics = ServingMetrics(self.registry)
         self._client: KubeClient | None = None
         self._recorder: EventRecorder | None = None
         self._ops: OpsServer | None = None
@@ -361,7 +363,7 @@ class Manager:
         if self._webhook is None and settings.webhook_enabled:
             from gastown.webhook.server import WebhookServer  # noqa: PLC0415 - owned by the webhook package
 
-            self._webhook = WebhookServer(settings, self._api)
+            self._webhook = WebhookServer(settings, self._api, metrics=self.serving_metrics.webhook)
         if self._webhook is not None:
             await self._webhook.start()
 

@@ -25,6 +25,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +35,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown.metrics import WebhookObserver
 from gastown.settings import Settings
 from gastown.webhook import review, rules
 from gastown.webhook.certs import CertManager
@@ -60,8 +62,10 @@ class WebhookServer:
         *,
         cert_poll_interval: float = 5.0,
         lookup_timeout: float = LOOKUP_TIMEOUT,
+        metrics: WebhookObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._api = api
         self._core = client.CoreV1Api(api) if api is not None else None
         self._cert_poll_interval = cert_poll_interval
@@ -135,16 +139,26 @@ class WebhookServer:
 
     # -- requests ------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
+        if self._metrics is None:
+            return (await self._respond(request))[0]
+        started = time.perf_counter()
+        with self._metrics.in_flight():
+            response, operation = await self._respond(request)
+        self._metrics.on_request(operation, response.status, time.perf_counter() - started)
+        return response
+
+    async def _respond(self, request: web.Request) -> tuple[web.Response, str]:
+        """The response, and the operation it answered ("" when the body never parsed)."""
         if request.content_length is not None and request.content_length > review.MAX_BODY_BYTES:
-            return web.json_response({"error": "body too large"}, status=413)
+            return web.json_response({"error": "body too large"}, status=413), ""
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return web.json_response({"error": "body too large"}, status=413)
+            return web.json_response({"error": "body too large"}, status=413), ""
         try:
             admission = review.parse_review(body)
         except review.MalformedReviewError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response({"error": str(exc)}, status=400), ""
         try:
             verdict = review.review(admission, self._settings)
             if verdict.allowed and self._core is not None and self._wants_lookups(admission):
@@ -155,6 +169,8 @@ class WebhookServer:
             response = review.internal_error_response(admission)
         else:
             if not verdict.allowed:
+                if self._metrics is not None:
+                    self._metrics.on_denied(admission.operation, verdict.errors)
                 log.info(
                     "denied %s of Polecat %s/%s (uid %s): %d problem(s)",
                     admission.operation,
@@ -163,7 +179,7 @@ class WebhookServer:
                     admission.uid,
                     len(verdict.errors),
                 )
-        return web.json_response(response, dumps=_dumps)
+        return web.json_response(response, dumps=_dumps), admission.operation
 
     @staticmethod
     def _wants_lookups(admission: AdmissionRequest) -> bool:

@@ -214,3 +214,38 @@ async def test_stop_cancels_its_tasks(tmp_path: Path) -> None:
     assert all(t.done() for t in tasks)
     with pytest.raises(RuntimeError):
         _ = server.port
+
+
+async def test_metrics_count_reviews_denials_and_bad_bodies(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from gastown.metrics import ServingMetrics  # noqa: PLC0415
+
+    ca = make_local_ca(tmp_path / "certs")
+    settings = Settings(
+        ssh=SSHSettings(host="127.0.0.1"),
+        webhook_host="127.0.0.1",
+        webhook_port=0,
+        webhook_cert_dir=tmp_path / "certs",
+    )
+    registry = CollectorRegistry()
+    server = WebhookServer(settings, None, metrics=ServingMetrics(registry).webhook)
+    await server.start()
+    try:
+        _, allowed = await _post(server, ca, envelope(k8s_polecat()))
+        _, denied = await _post(server, ca, envelope(k8s_polecat(image="BAD IMAGE")))
+        assert allowed["response"]["allowed"] is True  # type: ignore[index]
+        assert denied["response"]["allowed"] is False  # type: ignore[index]
+        assert (await _post(server, ca, b"{not json"))[0] == 400
+    finally:
+        await server.stop()
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    assert value("gastown_webhook_requests_total", operation="CREATE", code="200") == 2
+    assert value("gastown_webhook_requests_total", operation="UNKNOWN", code="400") == 1
+    assert value("gastown_webhook_request_duration_seconds_count", operation="CREATE") == 2
+    denials = [s for s in registry.collect() if s.name == "gastown_webhook_denials"]
+    assert sum(sample.value for m in denials for sample in m.samples if sample.name.endswith("_total")) >= 1
+    assert value("gastown_webhook_requests_in_flight") == 0
