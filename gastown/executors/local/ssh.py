@@ -5,6 +5,9 @@ Polecats at once. Opening a TCP+SSH handshake per command would be slow and woul
 trip sshd's ``MaxStartups``; instead each target gets ONE connection and every
 command is a channel on it. OpenSSH caps channels per connection (``MaxSessions``,
 default 10), so a semaphore bounded by ``SSHSettings.max_sessions`` queues the rest.
+sshd frees a session slot only after reaping the command, a moment after the
+channel closed, so a burst can see an open refused even below the cap: a refused
+open (the command never started) is retried a few times within ~0.15 s.
 
 Contract of :meth:`SSHPool.run`:
 
@@ -56,6 +59,11 @@ _DROPS: tuple[type[BaseException], ...] = (
 
 # Anything else failing a connect is the network's or the server's fault, not the user's.
 _CONNECT_FAULTS: tuple[type[BaseException], ...] = (*_DROPS, OSError, TimeoutError, asyncssh.Error)
+
+# A refused channel open is retried this often, after ~10, 20, 40, 80 ms (at most ~0.15 s in all).
+_CHANNEL_RETRIES = 4
+_CHANNEL_RETRY_BASE = 0.01
+_CHANNEL_RETRY_CAP = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +315,9 @@ class SSHPool:
         command = build_command(argv, env=env, cwd=cwd)
         limit = time_limit if time_limit is not None else self.settings.command_timeout
         link = self.link(target)
-        tries = 2 if idempotent else 1
-        for attempt in range(tries):
+        drops_left = 1 if idempotent else 0
+        refusals = 0
+        while True:
             async with link.sessions:
                 conn = await link.connection(
                     attempts=self._connect_attempts, base=self._backoff_base, cap=self._backoff_cap
@@ -321,21 +330,28 @@ class SSHPool:
                         f"{shlex.join(argv)!s:.200} did not finish within {limit:g}s on {target.address}",
                     ) from exc
                 except asyncssh.ChannelOpenError as exc:
-                    # The server refused one more channel; the connection itself is fine.
-                    raise TransientError(
-                        "SSHChannelRefused",
-                        f"{target.address} refused a session channel ({exc.reason}): keep "
-                        "GASTOWN_SSH_MAX_SESSIONS below the server's MaxSessions",
-                    ) from exc
+                    # The server refused one more channel; the connection itself is fine, and
+                    # the command never started, so retrying is safe even for side effects.
+                    refusals += 1
+                    if refusals > _CHANNEL_RETRIES:
+                        raise TransientError(
+                            "SSHChannelRefused",
+                            f"{target.address} refused a session channel ({exc.reason}): keep "
+                            "GASTOWN_SSH_MAX_SESSIONS below the server's MaxSessions",
+                        ) from exc
                 except _DROPS as exc:
                     link.discard(conn)
-                    if attempt + 1 < tries:
-                        log.info("ssh connection to %s dropped; retrying idempotent command", target.address)
-                        continue
-                    raise TransientError(
-                        "SSHConnectionLost", f"the SSH connection to {target.address} dropped: {exc}"
-                    ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                    if not drops_left:
+                        raise TransientError(
+                            "SSHConnectionLost", f"the SSH connection to {target.address} dropped: {exc}"
+                        ) from exc
+                    drops_left -= 1
+                    log.info("ssh connection to %s dropped; retrying idempotent command", target.address)
+                    continue
+            # A refusal under max_sessions is sshd lagging: it frees a closed channel's
+            # session slot only after reaping the command, so for a moment it still counts
+            # channels this side has closed. Wait (holding no slot) and open again.
+            await asyncio.sleep(_jittered(refusals - 1, _CHANNEL_RETRY_BASE, _CHANNEL_RETRY_CAP))
 
     @staticmethod
     async def _exec(
