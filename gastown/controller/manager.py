@@ -46,7 +46,7 @@ from gastown.controller.reconciler import Reconciler, ReconcilerOptions
 from gastown.controller.workqueue import Outcome, WorkerPool, WorkQueue
 from gastown.executors.base import Executor, TransientError
 from gastown.kube import KubeClient, load_api_client
-from gastown.metrics import ServingMetrics
+from gastown.metrics import ServingMetrics, SSHObserver
 from gastown.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,10 @@ def owner_polecat_key(pod: dict[str, Any]) -> str | None:
 
 
 def default_executors(
-    settings: Settings, api: k8s_client.ApiClient, pods: PodLookup
+    settings: Settings,
+    api: k8s_client.ApiClient,
+    pods: PodLookup,
+    ssh_observer: SSHObserver | None = None,
 ) -> dict[ExecutionMode, Executor]:
     """The real executors: kubernetes always, local when an SSH target is configured."""
     from gastown.executors.kubernetes.executor import KubernetesExecutor  # noqa: PLC0415 - heavy, optional
@@ -138,7 +141,7 @@ def default_executors(
     if settings.local_mode_enabled:
         from gastown.executors.local.executor import LocalExecutor  # noqa: PLC0415 - needs asyncssh
 
-        executors[ExecutionMode.LOCAL] = LocalExecutor(settings)
+        executors[ExecutionMode.LOCAL] = LocalExecutor(settings, ssh_observer=ssh_observer)
     return executors
 
 
@@ -349,7 +352,7 @@ class Manager:
         if self._executors_override is not None:
             self._executors = dict(self._executors_override)
         else:
-            self._executors = default_executors(settings, self._api, self.pod)
+            self._executors = default_executors(settings, self._api, self.pod, self.serving_metrics.ssh)
         self.metrics.watch_polecats(self._cached_polecats)
 
         self._ops = OpsServer(

@@ -17,6 +17,7 @@ import asyncio
 import re
 import shlex
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from gastown.api.models import BEAD_ID, DNS1123_LABEL, Dispatcher, LocalSpec, Polecat
 from gastown.executors.base import Observation, Release, UserError
@@ -26,6 +27,9 @@ from gastown.executors.local.dispatchers.tmux import TmuxDispatcher
 from gastown.executors.local.ssh import BoundRunner, SSHPool, SSHTarget
 from gastown.executors.local.tmux import PaneState, TmuxCommands, TmuxDriver, session_name
 from gastown.settings import Settings
+
+if TYPE_CHECKING:
+    from gastown.metrics import SSHObserver
 
 _BEAD = re.compile(BEAD_ID)
 _DEAD = PaneState(dead=True, exit_status=None)
@@ -68,11 +72,16 @@ class LocalExecutor:
     """The local-mode implementation of :class:`gastown.executors.base.Executor`."""
 
     def __init__(
-        self, settings: Settings, *, pool: SSHPool | None = None, follow_interval: float = 1.0
+        self,
+        settings: Settings,
+        *,
+        pool: SSHPool | None = None,
+        follow_interval: float = 1.0,
+        ssh_observer: SSHObserver | None = None,
     ) -> None:
         self.settings = settings
         self._own_pool = pool is None
-        self.pool = pool if pool is not None else SSHPool(settings.ssh)
+        self.pool = pool if pool is not None else SSHPool(settings.ssh, observer=ssh_observer)
         self.follow_interval = follow_interval
         self._runner: BoundRunner | None = None
         self._gt: GtDispatcher | None = None

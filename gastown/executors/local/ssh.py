@@ -34,15 +34,19 @@ import logging
 import random
 import re
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from gastown.executors.base import TransientError, UserError
+from gastown.executors.base import ExecutorError, TransientError, UserError
 from gastown.settings import SSHSettings
+
+if TYPE_CHECKING:
+    from gastown.metrics import SSHObserver
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +153,32 @@ def _jittered(attempt: int, base: float, cap: float) -> float:
     return step * random.uniform(0.5, 1.0)
 
 
+class _NoObserver:
+    """The SSHObserver used when no metrics are wanted (tests, the CLI)."""
+
+    def on_connect(self, ok: bool) -> None:
+        pass
+
+    def on_disconnect(self) -> None:
+        pass
+
+    def channel(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def on_command(self, program: str, result: str, seconds: float) -> None:
+        pass
+
+    def on_failure(self, reason: str) -> None:
+        pass
+
+
 class _Link:
     """The one connection to a target, opened lazily and replaced when it dies."""
 
-    def __init__(self, target: SSHTarget, settings: SSHSettings) -> None:
+    def __init__(self, target: SSHTarget, settings: SSHSettings, observer: SSHObserver) -> None:
         self.target = target
         self.settings = settings
+        self.observer = observer
         self.sessions = asyncio.Semaphore(settings.max_sessions)
         self._lock = asyncio.Lock()
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -180,7 +204,11 @@ class _Link:
                     await asyncio.sleep(_jittered(attempt - 1, base, cap))
                 try:
                     conn = await self._connect()
-                except TransientError as exc:
+                except ExecutorError as exc:
+                    self.observer.on_connect(False)
+                    self.observer.on_failure(exc.reason)
+                    if not isinstance(exc, TransientError):
+                        raise
                     last = exc
                     log.info(
                         "ssh connect to %s failed (attempt %d): %s", self.target.address, attempt + 1, exc
@@ -188,6 +216,7 @@ class _Link:
                     continue
                 self._conn = conn
                 self.connects += 1
+                self.observer.on_connect(True)
                 return conn
             assert last is not None
             raise last
@@ -196,11 +225,13 @@ class _Link:
         """Forget a connection that failed under a command; the next call reconnects."""
         if self._conn is conn:
             self._conn = None
+            self.observer.on_disconnect()
         conn.abort()
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            self.observer.on_disconnect()
             conn.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
@@ -268,8 +299,10 @@ class SSHPool:
         connect_attempts: int = 3,
         backoff_base: float = 0.2,
         backoff_cap: float = 5.0,
+        observer: SSHObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.observer: SSHObserver = observer or _NoObserver()
         self._links: dict[SSHTarget, _Link] = {}
         self._connect_attempts = connect_attempts
         self._backoff_base = backoff_base
@@ -287,7 +320,7 @@ class SSHPool:
     def link(self, target: SSHTarget) -> _Link:
         link = self._links.get(target)
         if link is None:
-            link = self._links[target] = _Link(target, self.settings)
+            link = self._links[target] = _Link(target, self.settings, self.observer)
         return link
 
     async def close(self) -> None:
@@ -322,9 +355,18 @@ class SSHPool:
                 conn = await link.connection(
                     attempts=self._connect_attempts, base=self._backoff_base, cap=self._backoff_cap
                 )
+                program = argv[0]
+                started = time.monotonic()
                 try:
-                    return await self._exec(conn, tuple(argv), command, input, limit)
+                    with self.observer.channel():
+                        result = await self._exec(conn, tuple(argv), command, input, limit)
+                    self.observer.on_command(
+                        program, "ok" if result.ok else "nonzero", time.monotonic() - started
+                    )
+                    return result
                 except TimeoutError as exc:
+                    self.observer.on_command(program, "timeout", time.monotonic() - started)
+                    self.observer.on_failure("SSHCommandTimeout")
                     raise TransientError(
                         "SSHCommandTimeout",
                         f"{shlex.join(argv)!s:.200} did not finish within {limit:g}s on {target.address}",
@@ -340,6 +382,8 @@ class SSHPool:
                             "GASTOWN_SSH_MAX_SESSIONS below the server's MaxSessions",
                         ) from exc
                 except _DROPS as exc:
+                    self.observer.on_command(program, "dropped", time.monotonic() - started)
+                    self.observer.on_failure("SSHConnectionLost")
                     link.discard(conn)
                     if not drops_left:
                         raise TransientError(
