@@ -7,6 +7,7 @@ fields, the text formatter appends them as ``k=v`` so a terminal shows them too.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from typing import Literal
@@ -15,6 +16,22 @@ from pythonjsonlogger.json import JsonFormatter
 
 # Attributes every LogRecord has; anything else came from ``extra``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+# The Polecat (namespace/name) whose reconcile is running in this asyncio context. The
+# worker sets it around each reconcile; tasks started inside inherit it, so every line
+# logged on the Polecat's behalf, by any module (executors, ssh), names it.
+current_polecat: contextvars.ContextVar[str | None] = contextvars.ContextVar("polecat", default=None)
+
+
+class PolecatContextFilter(logging.Filter):
+    """Adds ``key`` (namespace/name) to records logged while a reconcile is running."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = current_polecat.get()
+        if key is not None and not hasattr(record, "key"):
+            record.key = key
+        return True
 
 
 class TextFormatter(logging.Formatter):
@@ -46,6 +63,7 @@ def configure_logging(fmt: Literal["json", "text"], level: str = "INFO") -> None
         )
     else:
         handler.setFormatter(TextFormatter())
+    handler.addFilter(PolecatContextFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -70,6 +70,7 @@ from gastown.controller.status import (
 from gastown.controller.workqueue import Outcome
 from gastown.executors.base import Executor, ExecutorError, Observation, TransientError, UserError
 from gastown.kube import KubeClient, error_message, is_transient, resource_path
+from gastown.logging_setup import current_polecat
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Reconciler:
         """Reconcile ``key``; raise to be retried with backoff."""
         started = time.perf_counter()
         result = "error"
+        token = current_polecat.set(key)
         try:
             outcome, result = await self._reconcile(key)
             return outcome
@@ -128,6 +130,7 @@ class Reconciler:
                 raise TransientError("APIUnavailable", error_message(exc)) from exc
             raise
         finally:
+            current_polecat.reset(token)
             if self._metrics is not None:
                 self._metrics.reconcile_total.labels(result).inc()
                 self._metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
