@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -37,12 +36,11 @@ from typing import Any, Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown import certificates
 from gastown.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,6 @@ log = logging.getLogger(__name__)
 CA_VALIDITY: Final = timedelta(days=3650)
 CERT_VALIDITY: Final = timedelta(days=365)
 RENEW_FRACTION: Final = 1 / 3  # renew when this fraction of the lifetime is left
-BACKDATE: Final = timedelta(minutes=5)  # tolerate clock skew between nodes
 REQUEST_TIMEOUT: Final = (5.0, 15.0)
 
 KEY_CERT: Final = "tls.crt"
@@ -84,12 +81,6 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
     ]
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def generate_ca(
     common_name: str = "gastown-operator-webhook-ca",
     *,
@@ -97,36 +88,7 @@ def generate_ca(
     valid_for: timedelta = CA_VALIDITY,
 ) -> tuple[bytes, bytes]:
     """A new self-signed EC P-256 CA: ``(cert_pem, key_pem)``."""
-    now = now or datetime.now(UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + valid_for)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return certificates.generate_ca(common_name, valid_for=valid_for, now=now)
 
 
 def issue_serving_cert(
@@ -139,46 +101,16 @@ def issue_serving_cert(
     valid_for: timedelta = CERT_VALIDITY,
 ) -> tuple[bytes, bytes]:
     """A serving certificate for ``dns_names`` (and IPs) signed by the CA: ``(cert_pem, key_pem)``."""
-    now = now or datetime.now(UTC)
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError("the CA key is not an EC key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses or []]
-    not_after = min(now + valid_for, ca_cert.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    return certificates.issue_certificate(
+        ca_cert_pem,
+        ca_key_pem,
+        dns_names[0],
+        valid_for=valid_for,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses or (),
+        server=True,
+        now=now,
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
 def _due(cert: x509.Certificate, now: datetime) -> bool:
