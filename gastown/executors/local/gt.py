@@ -350,23 +350,23 @@ class GtClient:
 
     async def status(self, rig: str, name: str) -> GtPolecatStatus | None:
         """``gt polecat status``; None when the polecat does not exist."""
-        res = await self._gt_lenient("polecat", "status", f"{rig}/{name}", "--json", idempotent=True)
-        if res is None:
-            return None
-        data = parse_json(res.stdout)
-        if not isinstance(data, dict):
-            raise TransientError("GtBadOutput", "gt polecat status --json did not print a JSON object")
-        return GtPolecatStatus.from_json(data)
+        data = await self._polecat_json_object("status", rig, name)
+        return None if data is None else GtPolecatStatus.from_json(data)
 
     async def check_recovery(self, rig: str, name: str) -> GtRecovery | None:
         """``gt polecat check-recovery``; None when the polecat does not exist."""
-        res = await self._gt_lenient("polecat", "check-recovery", f"{rig}/{name}", "--json", idempotent=True)
+        data = await self._polecat_json_object("check-recovery", rig, name)
+        return None if data is None else GtRecovery.from_json(data)
+
+    async def _polecat_json_object(self, subcommand: str, rig: str, name: str) -> dict[str, Any] | None:
+        """``gt polecat <subcommand> <rig>/<name> --json`` as a JSON object; None: no such polecat."""
+        res = await self._gt_lenient("polecat", subcommand, f"{rig}/{name}", "--json", idempotent=True)
         if res is None:
             return None
         data = parse_json(res.stdout)
         if not isinstance(data, dict):
-            raise TransientError("GtBadOutput", "gt polecat check-recovery --json printed no JSON object")
-        return GtRecovery.from_json(data)
+            raise TransientError("GtBadOutput", f"gt polecat {subcommand} --json did not print a JSON object")
+        return data
 
     async def nuke(self, rig: str, name: str, *, force: bool) -> None:
         args = ["polecat", "nuke", f"{rig}/{name}"]
