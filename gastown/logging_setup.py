@@ -71,3 +71,6 @@ def configure_logging(fmt: Literal["json", "text"], level: str = "INFO") -> None
     root.setLevel(level.upper())
     # aiohttp logs every probe and scrape at INFO; keep it to warnings.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # kubernetes_asyncio logs every response body at DEBUG, Secrets (their data) included:
+    # never below INFO, whatever --log-level says (tests/reliability/test_secret_canary.py).
+    logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)

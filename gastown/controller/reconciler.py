@@ -27,6 +27,13 @@ Promises:
 * **Errors are typed.** ``UserError`` goes into status and an Event and is looked at
   again slowly (the user may fix a Secret), with no backoff storm; ``TransientError``
   and anything unexpected raise, and the work queue retries them with backoff.
+* **Outages are visible.** A ``TransientError`` from the executor (the SSH host
+  unreachable, the apiserver overloaded under a Pod create) means the work cannot be
+  looked at right now, not that it changed: the phase is kept, ``Ready`` becomes
+  ``Unknown`` with the executor's reason and message (what is unreachable, that it is
+  retried) and a Warning Event, written only when that changed; the error is still
+  raised so the work queue backs off. The next round that reaches the work writes
+  what it sees, which clears it.
 """
 
 from __future__ import annotations
@@ -188,6 +195,9 @@ class Reconciler:
             )
             requeue_after = self._options.user_error_requeue
             result = "user_error"
+        except TransientError as err:
+            await self._report_unreachable(raw, polecat, err)
+            raise
         written = await self._write(raw, polecat, assessment)
         if not written:
             return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
@@ -312,6 +322,9 @@ class Reconciler:
         else:
             try:
                 release = await executor.release(polecat, force=force)
+            except TransientError as err:
+                await self._report_unreachable(raw, polecat, err)
+                raise
             except UserError as err:
                 await self._write(
                     raw,
@@ -379,6 +392,23 @@ class Reconciler:
         return stored, Polecat.from_dict(stored)
 
     # -- writing --------------------------------------------------------------------
+
+    async def _report_unreachable(self, raw: dict[str, Any], polecat: Polecat, err: TransientError) -> None:
+        """Put an executor's transient fault in status (Ready=Unknown), best effort.
+
+        The caller re-raises ``err`` whatever happens here, so the work queue backs off on
+        the executor's fault; a status write that fails too (the apiserver is what is
+        unreachable) or conflicts is only logged: the retry writes it.
+        """
+        try:
+            await self._write(raw, polecat, unreachable_assessment(polecat, err))
+        except Exception as exc:
+            logger.info(
+                "could not report %s in status: %s",
+                err.reason,
+                exc,
+                extra={"key": polecat.key, "reason": err.reason},
+            )
 
     async def _write(self, raw: dict[str, Any], polecat: Polecat | None, assessment: Assessment) -> bool:
         """Write the status if it changed; record Events. False on a write conflict."""
@@ -474,7 +504,7 @@ class Reconciler:
                 assessment.effective_message,
                 extra={"key": polecat.key, "phase": new_phase.value, "reason": assessment.effective_reason},
             )
-        elif assessment.ready == "False" and assessment.reason:
+        elif assessment.ready in ("False", "Unknown") and assessment.reason:
             previous = get_condition(old_status, READY)
             if previous is None or previous.reason != assessment.reason:
                 self._recorder.record(stored, "Warning", assessment.reason, assessment.effective_message)
@@ -520,6 +550,24 @@ def _ready_reason(polecat: Polecat) -> str:
 def _ready_message(polecat: Polecat) -> str:
     condition = get_condition(polecat.status, READY)
     return condition.message if condition is not None else ""
+
+
+def unreachable_assessment(polecat: Polecat, err: TransientError) -> Assessment:
+    """What the status says while the executor cannot reach the work (see the module doc).
+
+    The phase is the last one observed, so it is kept (a Working Polecat whose host is
+    unreachable may well still be working); only Ready says that it is not known now.
+    The message is the executor's (it names what is unreachable) plus that it is
+    retried, with nothing added that changes between attempts (no time, no count), so
+    a long outage is written once, not once per retry.
+    """
+    return Assessment(
+        phase=_keep_phase(polecat),
+        reason=err.reason,
+        message=f"{err.message.rstrip('. ')}; retrying with backoff. The phase is the last one observed.",
+        ready="Unknown",
+        dispatched=_status_dispatched(polecat),
+    )
 
 
 def _from_observation(observation: Observation, *, dispatched: bool) -> Assessment:
