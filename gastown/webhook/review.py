@@ -16,11 +16,12 @@ needs the cluster (warnings about missing Secrets) around :func:`review`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from gastown.api import models
 from gastown.settings import Settings
@@ -73,8 +74,8 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if len(body) > MAX_BODY_BYTES:
         raise MalformedReviewError(f"body larger than {MAX_BODY_BYTES} bytes")
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        doc = orjson.loads(body)
+    except (ValueError, RecursionError) as exc:  # orjson's JSONDecodeError is a ValueError
         raise MalformedReviewError(f"body is not JSON: {type(exc).__name__}") from None
     if not isinstance(doc, dict):
         raise MalformedReviewError("body is not a JSON object")

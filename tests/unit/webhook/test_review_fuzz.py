@@ -28,8 +28,14 @@ from tests.unit.webhook.test_rules import k8s_polecat, local_polecat
 SETTINGS = Settings(ssh=SSHSettings(host="127.0.0.1"))
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+# JSON has no NaN or Infinity (Python's json.dumps writes them anyway; the apiserver never
+# does), so they are left out: the parser rightly answers such a body with a 400.
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
     ),
