@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gastown.devcluster.lab import Lab, free_port
 
@@ -110,16 +111,26 @@ class Api:
     async def watch(
         self, path: str, resource_version: str, on_event: Callable[[str, dict[str, Any], float], bool]
     ) -> None:
-        """Stream a watch and call ``on_event(type, obj, arrival)`` until it returns True."""
-        params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
-        async with self.session.get(path, params=params) as resp:
-            async for line in resp.content:
-                arrival = time.monotonic()
-                event = json.loads(line)
-                if event["type"] == "BOOKMARK":
-                    continue
-                if on_event(event["type"], event["object"], arrival):
-                    return
+        """Stream a watch and call ``on_event(type, obj, arrival)`` until it returns True.
+
+        The apiserver closes a watch whose client falls behind a burst (this one shares two
+        cores with the apiserver and the operator), so a closed stream is reopened from the
+        last resourceVersion seen: the watch cache replays what was missed and no event is
+        lost. An expired resourceVersion (410) would lose events, so it fails the run.
+        """
+        while True:
+            params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
+            async with self.session.get(path, params=params) as resp:
+                resp.raise_for_status()
+                async for line in resp.content:
+                    arrival = time.monotonic()
+                    event = orjson.loads(line)
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR":
+                        raise RuntimeError(f"watch {path} failed: {obj.get('message')}")
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if kind != "BOOKMARK" and on_event(kind, obj, arrival):
+                        return
 
     async def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         await self.request("POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": labels or {}}})
@@ -162,13 +173,29 @@ async def create_all(api: Api, path: str, objects: list[dict[str, Any]], concurr
     await asyncio.gather(*(one(o) for o in objects))
 
 
+# As the Helm chart runs it: no GET of referenced Secrets/ConfigMaps before each Pod (the
+# chart grants that RBAC only with podDefaults.checkReferences), and the bench makes none.
+CHART_DEFAULT_ENV = {"GASTOWN_POD_CHECK_REFERENCES": "false"}
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User+system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def lab_cpu_seconds(lab: Lab) -> dict[str, float]:
+    """CPU seconds used so far by each lab process (apiserver, etcd, scheduler, kwok...)."""
+    return {name: cpu_seconds_of(pid) for name, pid in lab.process_ids().items()}
+
+
 @dataclass
 class OperatorProcess:
-    """``gastown-operator run`` against the lab, in its own process."""
+    """``gastown-operator run`` against the lab, in its own process, configured as the chart does."""
 
     lab: Lab
     extra_args: list[str] = field(default_factory=list)
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=lambda: dict(CHART_DEFAULT_ENV))
     health_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
@@ -224,9 +251,7 @@ class OperatorProcess:
     def cpu_seconds(self) -> float:
         """User+system CPU time the operator has used so far."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds_of(self.proc.pid)
 
     async def metrics(self) -> str:
         async with (

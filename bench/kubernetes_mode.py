@@ -123,6 +123,27 @@ async def dispatch(lab: Lab, api: Api, n: int, *, lifecycle: int = 0) -> dict[st
     return result
 
 
+async def idle_dispatch(api: Api, n: int = 30) -> dict[str, Any]:
+    """Polecat→Pod latency with nothing queued: one Polecat at a time, each after the last Pod."""
+    ns = f"bench-idle-{int(time.time())}"
+    timeline = Timeline()
+    watches = await _namespace_with_watches(api, ns, timeline)
+    try:
+        for i in range(n):
+            name = f"idle-{i:03d}"
+            await api.request(
+                "POST", f"{POLECATS_PATH}/namespaces/{ns}/polecats", kubernetes_polecat(name, i)
+            )
+            await _wait(lambda name=name: name in timeline.pod_added, 30, f"the Pod of {name}")
+            await asyncio.sleep(0.05)  # let the status writes and Events of this one finish
+    finally:
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
+    latencies = [timeline.pod_added[x] - timeline.polecat_added[x] for x in timeline.pod_added]
+    return {"n": n, "polecat_to_pod": summary_ms(latencies)}
+
+
 async def _lifecycle(api: Api, ns: str, names: list[str], timeline: Timeline) -> dict[str, Any]:
     await _wait(
         lambda: all("Working" in timeline.polecat_phase.get(x, {}) for x in names),

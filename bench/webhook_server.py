@@ -32,5 +32,5 @@ async def serve(port: int, cert_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, {0})  # bench.webhook_bench.SERVER_CORE
     asyncio.run(serve(int(sys.argv[1]), Path(sys.argv[2])))

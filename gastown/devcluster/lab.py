@@ -145,6 +145,14 @@ class Lab:
     def logs_dir(self) -> Path:
         return self.workdir / "logs"
 
+    def process_ids(self) -> dict[str, int]:
+        """The pid of each running lab process by name (for benchmarks' CPU accounting)."""
+        return {
+            name: child.proc.pid
+            for name, child in self._children.items()
+            if child.proc is not None and child.proc.returncode is None
+        }
+
     # -- lifecycle ----------------------------------------------------------------
     @classmethod
     async def start(
