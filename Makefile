@@ -9,7 +9,7 @@ APT_PACKAGES := tmux openssh-server openssh-client git
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test deps system-deps venv lab lint typecheck pytest unit bench dev crd clean-lab
+.PHONY: test deps system-deps venv lab lint typecheck pytest reliability unit bench dev crd clean-lab
 
 test: deps lab lint typecheck pytest
 
@@ -47,8 +47,14 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# Everything but the fault and security suite, then that suite verbosely, so its results
+# (one line per fault, see RELIABILITY.md) stand out in the CI log.
 pytest: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not reliability" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m reliability -v $(PYTEST_ARGS)
+
+reliability: venv
+	$(VENV)/bin/pytest -m reliability -v $(PYTEST_ARGS)
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
