@@ -132,18 +132,20 @@ class CertReloader:
         if staged is None:
             return False
         try:
-            # On the loop thread, between handshakes. The pair was proven on a scratch
-            # context, so this cannot leave the live context half-updated.
-            self.context.load_cert_chain(staged.cert, staged.key)
-        except (OSError, ssl.SSLError) as exc:  # pragma: no cover - proven loadable just before
-            log.error("loading the new webhook certificate failed (%s); keeping the current pair", exc)
-            self._failed_stamp = staged.stamp
-            return False
+            try:
+                # On the loop thread, between handshakes. The pair was proven on a scratch
+                # context, so this cannot leave the live context half-updated.
+                self.context.load_cert_chain(staged.cert, staged.key)
+            except (OSError, ssl.SSLError) as exc:  # pragma: no cover - proven loadable just before
+                log.error("loading the new webhook certificate failed (%s); keeping the current pair", exc)
+                self._failed_stamp = staged.stamp
+                return False
+            # Recorded before any await: the next handshake may already present the new pair.
+            self._stamp = staged.stamp
+            self._failed_stamp = None
+            self.reloads += 1
         finally:
             await asyncio.to_thread(shutil.rmtree, staged.directory, True)
-        self._stamp = staged.stamp
-        self._failed_stamp = None
-        self.reloads += 1
         log.info("webhook certificate reloaded from %s", self.cert_file)
         return True
 
