@@ -282,8 +282,14 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         assert not force_tree.exists()
         nukes = _nukes(town, "force", force_tree.name)
         assert nukes and all("--force" in argv for argv in nukes), nukes
-        released = [e for e in await list_events(kube, namespace, "force") if e["reason"] == "Released"]
-        assert released and "(forced)" in released[-1]["note"]
+
+        async def released_event() -> dict[str, Any] | None:
+            # Events are sent in the background, so the Polecat may be gone before its Event lands.
+            events = [e for e in await list_events(kube, namespace, "force") if e["reason"] == "Released"]
+            return events[-1] if events else None
+
+        released = await wait_for(released_event, what="the Released event of the forced deletion")
+        assert "(forced)" in released["note"], released
 
         assert [c["stdin"] for c in gt_calls(town) if c["argv"][:1] == ["<stdin>"]] == [task, task]
         assert list(canary.iterdir()) == []
