@@ -58,27 +58,6 @@ async def load_api_client(kubeconfig: Path | None = None) -> k8s_client.ApiClien
     return k8s_client.ApiClient(configuration)
 
 
-def resource_path(
-    group: str,
-    version: str,
-    plural: str,
-    *,
-    namespace: str | None = None,
-    name: str | None = None,
-    subresource: str | None = None,
-) -> str:
-    """The REST path of a collection or an object; ``group`` "" is the core API."""
-    path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-    if namespace:
-        path += f"/namespaces/{namespace}"
-    path += f"/{plural}"
-    if name is not None:
-        path += f"/{name}"
-        if subresource:
-            path += f"/{subresource}"
-    return path
-
-
 def dumps(obj: Any) -> bytes:
     """Serialize a JSON body (datetimes as RFC 3339)."""
     return orjson.dumps(obj)

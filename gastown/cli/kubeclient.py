@@ -23,9 +23,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from gastown.api.models import GROUP, PLURAL, VERSION
+from gastown.api.paths import resource_path
 from gastown.cli.errors import CLIError, ExitCode, from_exception
 
 if TYPE_CHECKING:
@@ -65,21 +65,9 @@ class ClusterOptions:
         return flags
 
 
-def _q(part: str) -> str:
-    return quote(part, safe="")
-
-
 def polecats_path(namespace: str | None, name: str | None = None, *, subresource: str | None = None) -> str:
     """REST path of the Polecats of a namespace (None: all namespaces), or of one Polecat."""
-    path = f"/apis/{GROUP}/{VERSION}"
-    if namespace:
-        path += f"/namespaces/{_q(namespace)}"
-    path += f"/{PLURAL}"
-    if name is not None:
-        path += f"/{_q(name)}"
-        if subresource:
-            path += f"/{subresource}"
-    return path
+    return resource_path(GROUP, VERSION, PLURAL, namespace=namespace, name=name, subresource=subresource)
 
 
 def polecat_label(namespace: str, name: str) -> str:
@@ -171,7 +159,7 @@ class Cluster:
         selector = f"regarding.kind={kind},regarding.name={name}"
         if uid:
             selector += f",regarding.uid={uid}"
-        path = f"/apis/events.k8s.io/v1/namespaces/{_q(namespace)}/events"
+        path = resource_path("events.k8s.io", "v1", "events", namespace=namespace)
         result = await self._call(self.kube.get(path, query={"fieldSelector": selector}))
         items: list[dict[str, Any]] = list((result or {}).get("items") or [])
         return items

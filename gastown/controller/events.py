@@ -22,7 +22,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from gastown.kube import KubeClient, error_message, resource_path
+from gastown.api.paths import resource_path
+from gastown.kube import KubeClient, error_message
 
 logger = logging.getLogger(__name__)
 

@@ -50,8 +50,9 @@ from typing import Any, Literal, Protocol
 import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown.api.paths import resource_path
 from gastown.controller.compact import DictionaryCodec
-from gastown.kube import KubeClient, error_message, resource_path
+from gastown.kube import KubeClient, error_message
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from gastown.kube import KubeClient, error_message, resource_path
+from gastown.api.paths import resource_path
+from gastown.kube import KubeClient, error_message
 
 logger = logging.getLogger(__name__)
 

@@ -60,6 +60,7 @@ from gastown.api.models import (
     Phase,
     Polecat,
 )
+from gastown.api.paths import resource_path
 from gastown.controller.events import EventRecorder, EventType
 from gastown.controller.informer import Informer
 from gastown.controller.metrics import ControllerMetrics
@@ -76,7 +77,7 @@ from gastown.controller.status import (
 )
 from gastown.controller.workqueue import Outcome
 from gastown.executors.base import Executor, ExecutorError, Observation, TransientError, UserError
-from gastown.kube import KubeClient, error_message, is_transient, resource_path
+from gastown.kube import KubeClient, error_message, is_transient
 from gastown.logging_setup import current_polecat
 
 logger = logging.getLogger(__name__)

@@ -20,12 +20,13 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from gastown.api.models import GROUP, PLURAL, TERMINAL_PHASES, VERSION, ExecutionMode, Phase, Polecat
+from gastown.api.paths import resource_path
 from gastown.controller.informer import InformerOptions
 from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
 from gastown.devcluster.lab import Lab
 from gastown.executors.base import Observation, Release
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from gastown.settings import Settings
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "gastown.gastown.io_polecats.yaml"

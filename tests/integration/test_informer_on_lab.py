@@ -17,11 +17,12 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
+from gastown.api.paths import resource_path
 from gastown.controller.events import build_event
 from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
 from gastown.controller.manager import MANAGED_BY_SELECTOR
 from gastown.devcluster.lab import Lab
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from tests.integration.engine_support import wait_for
 
 pytestmark = pytest.mark.lab

@@ -17,10 +17,11 @@ import pytest
 from kubernetes_asyncio import client
 
 from gastown.api.models import ExecutionMode, Phase, Polecat
+from gastown.api.paths import resource_path
 from gastown.controller.manager import Manager
 from gastown.devcluster.lab import Lab
 from gastown.executors.base import Observation, Release
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from tests.integration.engine_support import (
     FAST_INFORMERS,
     FAST_RECONCILER,

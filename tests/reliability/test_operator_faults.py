@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from tests.integration.engine_support import install_crd
 from tests.support.fleet import (
     assert_converged_once,

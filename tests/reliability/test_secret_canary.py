@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from gastown.webhook import certs
 from tests.integration.engine_support import install_crd, wait_for
 from tests.integration.test_webhook_on_lab import DENIED_BY, PROBE

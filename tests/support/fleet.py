@@ -16,8 +16,9 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.models import GROUP, PLURAL, VERSION
+from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from tests.support.watch_ledger import WatchLedger
 
 GIT_SECRET = "git-ssh"

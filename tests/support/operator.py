@@ -23,10 +23,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.models import GROUP, PLURAL, VERSION
+from gastown.api.paths import resource_path
 from gastown.controller.informer import InformerOptions
 from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
-from gastown.kube import KubeClient, resource_path
+from gastown.kube import KubeClient
 from gastown.settings import Settings
 from tests.integration.engine_support import list_events, wait_for
 
