@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -281,15 +281,7 @@ class Reconciler:
         if self._metrics is not None and not _status_dispatched(polecat):
             self._observe_lifetime(polecat, self._metrics.dispatch_latency)
         if observation.phase is None:
-            observation = Observation(
-                phase=Phase.DISPATCHING,
-                reason=observation.reason,
-                message=observation.message,
-                local=observation.local,
-                kubernetes=observation.kubernetes,
-                result=observation.result,
-                requeue_after=observation.requeue_after,
-            )
+            observation = replace(observation, phase=Phase.DISPATCHING)
         # The work's own watch events (a Pod) wake us next; pollers ask for a requeue.
         return _from_observation(observation, dispatched=True), observation.requeue_after
 
