@@ -30,13 +30,17 @@ from gastown.controller.events import REPORTING_CONTROLLER
 from gastown.controller.manager import Manager
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import install_crd, list_events, wait_for
+from tests.integration.engine_support import (
+    engine_settings,
+    install_crd,
+    list_events,
+    polecats_path,
+    wait_for,
+)
 from tests.support.operator import (
     conditions,
     get_or_none,
-    operator_settings,
     pod_path,
-    polecat_path,
     running_operator,
     wait_events,
     wait_gone,
@@ -97,7 +101,7 @@ async def restricted(kube: KubeClient, namespace: str) -> str:
 @pytest.fixture
 async def operator(k8s_api: client.ApiClient, restricted: str) -> AsyncIterator[Manager]:
     """The operator with its default settings (reference checks on)."""
-    async with running_operator(k8s_api, operator_settings(restricted)) as manager:
+    async with running_operator(k8s_api, engine_settings(restricted)) as manager:
         yield manager
 
 
@@ -121,7 +125,7 @@ async def create_polecat(kube: KubeClient, namespace: str, name: str, **kubernet
             "kubernetes": spec,
         },
     }
-    created: dict[str, Any] = await kube.create(polecat_path(namespace), body)
+    created: dict[str, Any] = await kube.create(polecats_path(namespace), body)
     return created
 
 
@@ -164,7 +168,7 @@ async def assert_not_recreated(kube: KubeClient, manager: Manager, namespace: st
         return manager.pod(namespace, pod) is None
 
     await wait_for(dropped, what=f"the operator's cache to drop Pod {pod}")
-    bumped = await kube.merge_patch(polecat_path(namespace, name), {"spec": {"task": "look again"}})
+    bumped = await kube.merge_patch(polecats_path(namespace, name), {"spec": {"task": "look again"}})
     generation = bumped["metadata"]["generation"]
     await wait_status(
         kube,
@@ -246,7 +250,7 @@ async def test_polecat_runs_in_a_restricted_pod_to_done(
     await kube.delete(pod_path(ns, pod_name))
     await wait_gone(kube, pod_path(ns, pod_name))
     await assert_not_recreated(kube, operator, ns, name)
-    after = await get_or_none(kube, polecat_path(ns, name))
+    after = await get_or_none(kube, polecats_path(ns, name))
     assert after is not None
     assert after["status"]["phase"] == "Done"
     assert after["status"]["result"] == status["result"]
@@ -307,7 +311,7 @@ async def test_pod_deleted_while_working_is_recreated(
         "recreated and Running",
         lambda p: p["metadata"]["uid"] != first_uid and running(p),
     )
-    created = await get_or_none(kube, polecat_path(ns, name))
+    created = await get_or_none(kube, polecats_path(ns, name))
     assert created is not None
     assert second["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     await wait_status(
@@ -328,7 +332,7 @@ async def test_desired_state_terminated_deletes_the_pod_and_keeps_the_record(
     await create_polecat(kube, ns, name)
     await wait_status(kube, ns, name, "Working", phase_is(Phase.WORKING))
 
-    await kube.merge_patch(polecat_path(ns, name), {"spec": {"desiredState": "Terminated"}})
+    await kube.merge_patch(polecats_path(ns, name), {"spec": {"desiredState": "Terminated"}})
     terminated = await wait_status(kube, ns, name, "Terminated", phase_is(Phase.TERMINATED))
     await wait_gone(kube, pod_path(ns, pod_name))
     conds = conditions(terminated)
@@ -340,7 +344,7 @@ async def test_desired_state_terminated_deletes_the_pod_and_keeps_the_record(
 
     # The record stays and no Pod comes back.
     await assert_not_recreated(kube, operator, ns, name)
-    kept = await get_or_none(kube, polecat_path(ns, name))
+    kept = await get_or_none(kube, polecats_path(ns, name))
     assert kept is not None and kept["status"]["phase"] == "Terminated"
 
 
@@ -382,7 +386,7 @@ async def test_without_reference_checks_the_pod_is_created_regardless(
     Secrets): the operator does not look the Secret up and creates the Pod; a missing
     Secret is then the kubelet's to report (CreateContainerConfigError → Stuck, which kwok
     cannot play; the observer's unit tests cover that mapping)."""
-    settings = operator_settings(restricted)
+    settings = engine_settings(restricted)
     settings = settings.model_copy(
         update={"pod": settings.pod.model_copy(update={"check_references": False})}
     )
@@ -410,6 +414,6 @@ async def test_deleting_the_polecat_garbage_collects_its_pod(
     await create_polecat(kube, ns, name)
     await wait_status(kube, ns, name, "Working", phase_is(Phase.WORKING))
 
-    await kube.delete(polecat_path(ns, name))
-    await wait_gone(kube, polecat_path(ns, name))
+    await kube.delete(polecats_path(ns, name))
+    await wait_gone(kube, polecats_path(ns, name))
     await wait_gone(kube, pod_path(ns, pod_name), timeout=90.0)

@@ -35,12 +35,10 @@ from gastown.executors.local.tmux import town_socket_name
 from gastown.kube import KubeClient
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.sshd import FAKE_GT, gt_calls, kill_tmux_server, make_town
-from tests.integration.engine_support import install_crd, wait_for
+from tests.integration.engine_support import engine_settings, install_crd, polecats_path, wait_for
 from tests.support.operator import (
     conditions,
     get_or_none,
-    operator_settings,
-    polecat_path,
     running_operator,
     wait_events,
     wait_gone,
@@ -82,7 +80,7 @@ async def town(tmp_path: Path) -> AsyncIterator[Path]:
 @pytest.fixture
 def local_settings(namespace: str, ssh_settings: SSHSettings, tmux_socket: str, town: Path) -> Settings:
     """Local mode pointed at the test sshd, the test's tmux server and its town; quick polls."""
-    return operator_settings(
+    return engine_settings(
         namespace,
         ssh=ssh_settings,
         tmux_socket=tmux_socket,
@@ -116,7 +114,7 @@ async def create_polecat(
             "local": local,
         },
     }
-    created: dict[str, Any] = await kube.create(polecat_path(namespace), body)
+    created: dict[str, Any] = await kube.create(polecats_path(namespace), body)
     return created
 
 
@@ -183,8 +181,8 @@ async def test_tmux_polecat_runs_to_done_and_is_released_on_delete(
     assert all(e["type"] == "Normal" for e in events.values())
     assert events["Working"]["regarding"]["uid"] == created["metadata"]["uid"]
 
-    await kube.delete(polecat_path(ns, name))
-    await wait_gone(kube, polecat_path(ns, name))
+    await kube.delete(polecats_path(ns, name))
+    await wait_gone(kube, polecats_path(ns, name))
     assert not await tmux_has(tmux_socket, session)
     assert not state_dir.exists()
     await wait_events(kube, ns, name, {"Released"})
@@ -219,8 +217,8 @@ async def test_deleting_a_working_polecat_kills_its_session(
     session = working["status"]["local"]["tmuxSession"]
     assert await tmux_has(tmux_socket, session)
 
-    await kube.delete(polecat_path(ns, name))
-    await wait_gone(kube, polecat_path(ns, name))  # the finalizer was removed
+    await kube.delete(polecats_path(ns, name))
+    await wait_gone(kube, polecats_path(ns, name))  # the finalizer was removed
     await wait_no_session(tmux_socket, session)
 
 
@@ -248,7 +246,7 @@ async def test_gt_polecat_with_unpushed_work_is_kept_until_forced(
     await wait_for(lambda: exists(town / f"committed-{bead}"), what="the agent to commit")
     worktree = town / "demo" / "polecats" / "Toast"
 
-    await kube.delete(polecat_path(ns, name))
+    await kube.delete(polecats_path(ns, name))
     blocked = await wait_status(
         kube,
         ns,
@@ -268,13 +266,13 @@ async def test_gt_polecat_with_unpushed_work_is_kept_until_forced(
     assert worktree.is_dir() and await tmux_has(socket, "de-Toast"), "work was destroyed while blocked"
 
     await kube.merge_patch(
-        polecat_path(ns, name), {"metadata": {"annotations": {ANNOTATION_FORCE_DELETE: "true"}}}
+        polecats_path(ns, name), {"metadata": {"annotations": {ANNOTATION_FORCE_DELETE: "true"}}}
     )
-    await wait_gone(kube, polecat_path(ns, name))
+    await wait_gone(kube, polecats_path(ns, name))
     assert not worktree.exists()
     assert not await tmux_has(socket, "de-Toast")
     nukes = [c["argv"] for c in gt_calls(town) if c["argv"][:2] == ["polecat", "nuke"]]
     assert nukes and all("--force" in argv for argv in nukes)
     released = await wait_events(kube, ns, name, {"Released"})
     assert "forced" in released["Released"]["note"]
-    assert (await get_or_none(kube, polecat_path(ns, name))) is None
+    assert (await get_or_none(kube, polecats_path(ns, name))) is None

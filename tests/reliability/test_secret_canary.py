@@ -31,10 +31,10 @@ from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
 from gastown.webhook import certs
-from tests.integration.engine_support import install_crd, wait_for
+from tests.integration.engine_support import install_crd, polecats_path, wait_for
 from tests.integration.test_webhook_on_lab import DENIED_BY, PROBE
 from tests.support.admission import webhook_registered
-from tests.support.fleet import AGENT_SECRET, kubernetes_polecat, polecats_path, prepare_namespace
+from tests.support.fleet import AGENT_SECRET, kubernetes_polecat, prepare_namespace
 from tests.support.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab]

@@ -15,10 +15,11 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from gastown.api.models import GROUP, PLURAL, VERSION
+from gastown.api.models import GROUP, VERSION
 from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
+from tests.integration.engine_support import polecats_path
 from tests.support.watch_ledger import WatchLedger
 
 GIT_SECRET = "git-ssh"
@@ -26,10 +27,6 @@ KNOWN_HOSTS = "git-known-hosts"
 AGENT_SECRET = "agent"
 AGENT_KEY = "api-key"
 RESTRICTED = "pod-security.kubernetes.io/enforce"
-
-
-def polecats_path(namespace: str, name: str | None = None) -> str:
-    return resource_path(GROUP, VERSION, PLURAL, namespace=namespace, name=name)
 
 
 def kubernetes_polecat(

@@ -22,35 +22,17 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from gastown.api.models import GROUP, PLURAL, VERSION
 from gastown.api.paths import resource_path
 from gastown.controller.informer import InformerOptions
 from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
 from gastown.kube import KubeClient
 from gastown.settings import Settings
-from tests.integration.engine_support import list_events, wait_for
+from tests.integration.engine_support import FAST_INFORMERS, list_events, polecats_path, wait_for
 
 # Quick reaction for tests: user errors and blocked deletions are looked at again
 # within seconds rather than the production minute.
-E2E_INFORMERS = InformerOptions(watchdog=70.0, backoff_base=0.1, backoff_cap=1.0)
 E2E_RECONCILER = ReconcilerOptions(user_error_requeue=1.0, release_requeue=0.5, dispatch_expectation=5.0)
-
-
-def operator_settings(namespace: str, **overrides: Any) -> Settings:
-    """Settings for an operator serving only ``namespace``: no webhook, no Lease, ports 0."""
-    values: dict[str, Any] = {
-        "namespaces": [namespace],
-        "operator_namespace": namespace,
-        "workers": 4,
-        "webhook_enabled": False,
-        "leader_election": False,
-        "health_port": 0,
-        "metrics_port": 0,
-        "shutdown_grace": 5.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 @contextlib.asynccontextmanager
@@ -58,7 +40,7 @@ async def running_operator(
     api: client.ApiClient,
     settings: Settings,
     *,
-    informer_options: InformerOptions = E2E_INFORMERS,
+    informer_options: InformerOptions = FAST_INFORMERS,
     reconciler_options: ReconcilerOptions = E2E_RECONCILER,
 ) -> AsyncIterator[Manager]:
     """Start a Manager with the executors it builds itself; stop it gracefully at the end.
@@ -80,11 +62,6 @@ async def running_operator(
             await drop_finalizers(KubeClient(api), namespace)
 
 
-def polecat_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-    """REST path of the namespace's Polecats, or of one of them."""
-    return resource_path(GROUP, VERSION, PLURAL, namespace=namespace, name=name, subresource=subresource)
-
-
 def pod_path(namespace: str, name: str | None = None) -> str:
     """REST path of the namespace's Pods, or of one of them."""
     return resource_path("", "v1", "pods", namespace=namespace, name=name)
@@ -103,12 +80,12 @@ async def get_or_none(kube: KubeClient, path: str) -> dict[str, Any] | None:
 
 async def drop_finalizers(kube: KubeClient, namespace: str) -> None:
     """Remove every finalizer from the namespace's Polecats (test teardown only)."""
-    listed = await kube.get(polecat_path(namespace))
+    listed = await kube.get(polecats_path(namespace))
     for item in listed.get("items") or []:
         if item["metadata"].get("finalizers"):
             with contextlib.suppress(ApiException):
                 await kube.merge_patch(
-                    polecat_path(namespace, item["metadata"]["name"]), {"metadata": {"finalizers": None}}
+                    polecats_path(namespace, item["metadata"]["name"]), {"metadata": {"finalizers": None}}
                 )
 
 
@@ -129,7 +106,7 @@ async def wait_status(
     """Wait until ``predicate(polecat)`` holds for the stored Polecat; return the Polecat."""
 
     async def check() -> dict[str, Any] | None:
-        obj = await get_or_none(kube, polecat_path(namespace, name))
+        obj = await get_or_none(kube, polecats_path(namespace, name))
         return obj if obj is not None and predicate(obj) else None
 
     found: dict[str, Any] = await wait_for(check, timeout=timeout, what=f"{namespace}/{name}: {what}")
