@@ -1,13 +1,24 @@
 # The operator image: `gastown-operator run` under tini, as a non-root numeric user
 # (the Helm chart's restricted securityContext requires runAsNonRoot with a numeric UID).
-FROM python:3.11-slim AS build
+#
+# Build arguments (the defaults are what a user builds; README "Building the images"):
+#   BASE        the Debian-based Python 3.11 image both stages start from. The test lab passes a
+#               bookworm base it makes itself (mmdebstrap), as it has no registry to pull from.
+#   WHEELHOUSE  empty: pip installs from PyPI. A directory of wheels inside the build context:
+#               pip installs from it alone (--no-index), for builders that cannot reach PyPI.
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS build
+ARG WHEELHOUSE=
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gastown ./gastown
+# A COPY needs a source: without a wheelhouse this copies pyproject.toml, which nothing reads.
+COPY ${WHEELHOUSE:-pyproject.toml} /wheelhouse/
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir .
+ && /opt/venv/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links /wheelhouse} .
 
-FROM python:3.11-slim
+FROM ${BASE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*

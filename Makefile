@@ -1,17 +1,19 @@
 # Everything a fresh machine needs, from nothing: `make test` installs the Debian
 # packages the tests use, creates the venv, builds (or finds) the lab's Kubernetes
-# binaries, then runs ruff, mypy and pytest.
+# binaries and the two container images, then runs ruff, mypy and pytest.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := tmux openssh-server openssh-client git
+# What `make images` builds with: a daemonless builder and Debian's rootfs maker.
+IMAGE_APT_PACKAGES := buildah mmdebstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test deps system-deps venv lab lint typecheck pytest reliability unit bench dev crd clean-lab
+.PHONY: test deps system-deps image-deps images venv lab lint typecheck pytest reliability unit bench dev crd clean-lab
 
-test: deps lab lint typecheck pytest
+test: deps lab images lint typecheck pytest
 
 deps: system-deps venv
 
@@ -27,6 +29,15 @@ system-deps:
 	fi
 	@command -v go >/dev/null || { echo "Go is needed to build the test lab (https://go.dev/dl)"; exit 1; }
 
+image-deps:
+	@missing=""; \
+	for tool in $(IMAGE_APT_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			-o DPkg::Lock::Timeout=300 $$missing </dev/null; \
+	fi
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -39,6 +50,13 @@ venv: $(VENV)/.installed
 # and helm from the Go modules pinned in gastown/devcluster/modules (first run only).
 lab: venv
 	$(PY) -m gastown.devcluster.binaries
+
+# The operator and agent images from Dockerfile and Dockerfile.agent, built with buildah
+# on a Debian base made here, as OCI archives for containerd (cached per source hash
+# under ~/.cache/gastown/images; see gastown/devcluster/images.py). buildah needs root;
+# under sudo the cache stays the invoking user's, where the tests look for it.
+images: image-deps venv
+	$(SUDO) env XDG_CACHE_HOME="$${XDG_CACHE_HOME:-$$HOME/.cache}" nice $(PY) -m gastown.devcluster.images
 
 lint: venv
 	$(VENV)/bin/ruff check .

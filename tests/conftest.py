@@ -1,6 +1,7 @@
 """Shared fixtures live in tests/fixtures/, one module per real component."""
 
 pytest_plugins = [
+    "tests.fixtures.images",
     "tests.fixtures.lab",
     "tests.fixtures.sshd",
 ]
