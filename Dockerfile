@@ -11,12 +11,18 @@ ARG BASE=python:3.11-slim
 FROM ${BASE} AS build
 ARG WHEELHOUSE=
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY gastown ./gastown
 # A COPY needs a source: without a wheelhouse this copies pyproject.toml, which nothing reads.
 COPY ${WHEELHOUSE:-pyproject.toml} /wheelhouse/
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links /wheelhouse} .
+COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml and an empty package, so that a change to the
+# sources only reinstalls the package itself (the layer above stays cached).
+RUN mkdir gastown && touch gastown/__init__.py \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links /wheelhouse} . \
+ && rm -r gastown
+COPY gastown ./gastown
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall \
+      ${WHEELHOUSE:+--no-index --find-links /wheelhouse} .
 
 FROM ${BASE}
 RUN apt-get update \

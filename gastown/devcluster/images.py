@@ -68,6 +68,9 @@ _IGNORED_SUFFIXES = (".pyc",)
 # The wheelhouse's directory in the build context (git-ignored, allowed by .dockerignore).
 WHEELHOUSE_DIR = ".wheelhouse"
 
+# Archives of this many builds are kept (switching branches back and forth stays instant).
+KEEP_BUILDS = 3
+
 ANNOTATION_NAME = "io.containerd.image.name"
 ANNOTATION_REF = "org.opencontainers.image.ref.name"
 
@@ -433,10 +436,23 @@ def build_images() -> LabImages:
         (partial / "images.json").write_text(json.dumps({"key": key, "images": manifest}, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
+    _prune(keep=KEEP_BUILDS)
     built = find_images()
     if built is None:
         raise ImagesError(f"built the images into {target}, but they are not there")
     return built
+
+
+def _prune(keep: int) -> None:
+    """Remove all but the ``keep`` newest builds' archives (each source change makes one)."""
+    builds = sorted(
+        (d for d in cache_root().iterdir() if d.is_dir() and (d / "images.json").is_file()),
+        key=lambda d: (d / "images.json").stat().st_mtime,
+        reverse=True,
+    )
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+        (cache_root() / f"build-{old.name}.log").unlink(missing_ok=True)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ tests/integration/test_images_built.py on the archives it writes.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tomllib
@@ -198,3 +199,15 @@ def test_find_images_needs_both_archives_and_the_manifest(
     )
     shutil.rmtree(directory)
     assert images.find_images() is None
+
+
+def test_prune_keeps_the_newest_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = images.cache_root()
+    for age, key in enumerate(["new", "mid", "old", "oldest"]):
+        (root / key).mkdir(parents=True)
+        (root / key / "images.json").write_text("{}")
+        os.utime(root / key / "images.json", (1000 - age, 1000 - age))
+    (root / "base").mkdir()  # not a build: kept
+    images._prune(keep=2)
+    assert sorted(p.name for p in root.iterdir()) == ["base", "mid", "new"]
