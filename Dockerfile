@@ -13,13 +13,14 @@ ARG WHEELHOUSE=
 WORKDIR /src
 # A COPY needs a source: without a wheelhouse this copies pyproject.toml, which nothing reads.
 COPY ${WHEELHOUSE:-pyproject.toml} /wheelhouse/
-COPY pyproject.toml README.md ./
-# The dependencies first, from pyproject.toml and an empty package, so that a change to the
-# sources only reinstalls the package itself (the layer above stays cached).
-RUN mkdir gastown && touch gastown/__init__.py \
+COPY pyproject.toml ./
+# The dependencies first, from pyproject.toml with an empty package and README, so that a
+# change to the sources or the README only reinstalls the package (this layer stays cached).
+RUN mkdir gastown && touch gastown/__init__.py README.md \
  && python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links /wheelhouse} . \
- && rm -r gastown
+ && rm -r gastown README.md
+COPY README.md ./
 COPY gastown ./gastown
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall \
       ${WHEELHOUSE:+--no-index --find-links /wheelhouse} .
