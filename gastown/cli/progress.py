@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gastown.backoff import Backoff
 from gastown.cli.errors import CLIError, ExitCode
 from gastown.cli.render import TERMINAL, condition, human_duration, phase_of, workload
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 STEPS = ("Pending", "Dispatching", "Working", "Done")
 # How long the watch may fail to connect in a row before waiting is given up (exit 4).
 RECONNECT_BUDGET = 60.0
+RECONNECT_BACKOFF = Backoff(base=0.5, cap=5.0)
 
 
 class ProgressView(Protocol):
@@ -192,7 +194,7 @@ async def _follow(
         return obj
     resource_version = _rv(obj)
     failing_since: float | None = None
-    backoff = 0.5
+    backoff = RECONNECT_BACKOFF.state()
     while True:
         try:
             async for kind, item in cluster.watch_polecat(namespace, name, resource_version):
@@ -207,10 +209,12 @@ async def _follow(
                 show(obj)
                 if is_terminal(obj):
                     return obj
-                failing_since, backoff = None, 0.5
+                failing_since = None
+                backoff.reset()
             obj = await cluster.get_polecat(namespace, name)
             resource_version = _rv(obj)
-            failing_since, backoff = None, 0.5
+            failing_since = None
+            backoff.reset()
             show(obj)
             if is_terminal(obj):
                 return obj
@@ -221,5 +225,4 @@ async def _follow(
             failing_since = failing_since or now
             if now - failing_since > RECONNECT_BUDGET:
                 raise
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(backoff.next_delay())

@@ -9,9 +9,12 @@ holds what client-go's rate-limited work queue promises, in asyncio:
   while it is being processed is marked dirty and queued again when the worker calls
   :meth:`WorkQueue.done`, so the change that arrived mid-reconcile is seen afterwards
   (exactly once more, however many adds came in).
-* **Per-key backoff.** :meth:`WorkQueue.add_rate_limited` re-adds a failing key after
-  ``base * 2**failures`` seconds (5 ms doubling up to 5 minutes); :meth:`WorkQueue.forget`
-  resets it once the key reconciles cleanly.
+* **Per-key backoff, overall rate limit.** :meth:`WorkQueue.add_rate_limited` re-adds a
+  failing key after the larger of its own backoff (5 ms doubling up to 5 minutes) and the
+  wait for a token of one bucket shared by every key (10 qps, burst 100): client-go's
+  default controller rate limiter, so a mass failure retries at 10/s after the first 100
+  rather than as fast as each key's backoff allows. :meth:`WorkQueue.forget` resets a
+  key's backoff once it reconciles cleanly. Both come from :mod:`gastown.backoff`.
 * **Delayed adds.** :meth:`WorkQueue.add_after` (requeue-after) keeps one timer per key, the
   earliest asked for; an immediate add makes a pending timer moot but harmless.
 * **Bounded memory.** Every structure holds at most one entry per key the informers
@@ -20,6 +23,10 @@ holds what client-go's rate-limited work queue promises, in asyncio:
 * **Shutdown.** :meth:`WorkQueue.shutdown` stops handing out work and drops what is
   waiting or delayed (a new leader relists everything anyway). :class:`WorkerPool`
   lets in-flight reconciles finish within a grace period and cancels stragglers.
+
+The workers are one anyio task group (:meth:`WorkerPool.run`), owned by whoever runs it:
+stopping is "shut the queue, wait up to the grace period for the group to finish, then
+cancel its scope", with no list of tasks to cancel and gather by hand.
 """
 
 from __future__ import annotations
@@ -32,6 +39,22 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+import anyio
+
+from gastown.backoff import Backoff, TokenBucket
+
+__all__ = [
+    "ITEM_BACKOFF",
+    "RETRY_BURST",
+    "RETRY_QPS",
+    "Backoff",
+    "Outcome",
+    "QueueShutDownError",
+    "TokenBucket",
+    "WorkQueue",
+    "WorkerPool",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,26 +88,25 @@ class NullObserver:
         """Nothing."""
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Per-key exponential backoff: ``base * 2**(failures-1)``, capped at ``cap`` seconds."""
-
-    base: float = 0.005
-    cap: float = 300.0
-
-    def delay(self, failures: int) -> float:
-        """Delay before retry number ``failures`` (1 for the first failure)."""
-        exponent = max(failures - 1, 0)
-        if exponent >= 64:  # 2**64 * base is far beyond any cap; avoid float overflow.
-            return self.cap
-        return float(min(self.base * (2**exponent), self.cap))
+ITEM_BACKOFF = Backoff(base=0.005, cap=300.0)
+"""client-go's per-item default: 5 ms doubling per failure, capped at 5 minutes, no jitter."""
+RETRY_QPS = 10.0
+RETRY_BURST = 100
+"""client-go's overall bucket for retries of all keys together."""
 
 
 class WorkQueue:
     """A deduplicating, rate-limited, delayed queue of string keys (see the module doc)."""
 
-    def __init__(self, *, backoff: Backoff | None = None, observer: QueueObserver | None = None) -> None:
-        self._backoff = backoff or Backoff()
+    def __init__(
+        self,
+        *,
+        backoff: Backoff | None = None,
+        limiter: TokenBucket | None = None,
+        observer: QueueObserver | None = None,
+    ) -> None:
+        self._backoff = backoff or ITEM_BACKOFF
+        self._limiter = limiter or TokenBucket(RETRY_QPS, RETRY_BURST)
         self._observer: QueueObserver = observer or NullObserver()
         self._queue: collections.deque[str] = collections.deque()
         self._dirty: set[str] = set()
@@ -127,10 +149,12 @@ class WorkQueue:
         self._timers[key] = (when, loop.call_at(when, self._fire_timer, key))
 
     def add_rate_limited(self, key: str) -> float:
-        """Add ``key`` after its next backoff delay; returns that delay."""
+        """Add ``key`` after its backoff, or later if the shared bucket says so; returns the delay."""
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay = self._backoff.delay(failures)
+        # Both are consulted every time (client-go's MaxOf): the bucket books a token even
+        # when the key's own backoff is the longer wait.
+        delay = max(self._backoff.delay(failures - 1), self._limiter.reserve())
         self._observer.on_retry()
         self.add_after(key, delay)
         return delay
@@ -249,9 +273,11 @@ class WorkerPool:
 
     A handler that returns normally resets the key's backoff (and may ask for a
     requeue-after); one that raises gets the key re-added with backoff, logged with
-    its traceback unless it is one of ``expected_errors`` (faults, not bugs). Stopping shuts
-    the queue (no new work), waits up to ``grace`` seconds for in-flight keys and then
-    cancels what is left.
+    its traceback unless it is one of ``expected_errors`` (faults, not bugs).
+
+    :meth:`run` runs the workers in one task group until the queue shuts down; the
+    caller owns the task running it. :meth:`stop` shuts the queue (no new work), waits up
+    to ``grace`` seconds for in-flight keys and then cancels the group's scope.
     """
 
     def __init__(
@@ -267,18 +293,23 @@ class WorkerPool:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self._queue = queue
         self._handler = handler
-        self._count = workers
+        self.size = workers
         self._name = name
         self._expected = expected_errors
-        self._tasks: list[asyncio.Task[None]] = []
+        self._scope: anyio.CancelScope | None = None
+        self._finished = asyncio.Event()
 
-    def start(self) -> None:
-        """Start the workers (idempotent)."""
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"{self._name}-{index}") for index in range(self._count)
-        ]
+    async def run(self) -> None:
+        """Run the workers until the queue is shut down and in-flight keys are done (or cancelled)."""
+        if self._scope is not None:
+            raise RuntimeError("a WorkerPool runs once")
+        try:
+            async with anyio.create_task_group() as group:
+                self._scope = group.cancel_scope
+                for index in range(self.size):
+                    group.start_soon(self._work, name=f"{self._name}-{index}")
+        finally:
+            self._finished.set()
 
     async def _work(self) -> None:
         queue = self._queue
@@ -308,12 +339,14 @@ class WorkerPool:
     async def stop(self, grace: float) -> None:
         """Stop taking work, let in-flight keys finish within ``grace`` seconds, cancel the rest."""
         self._queue.shutdown()
-        tasks, self._tasks = self._tasks, []
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        if pending:
-            logger.warning("cancelling %d reconciles still running after %.1fs grace", len(pending), grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        scope = self._scope
+        if scope is None:
+            return  # never ran
+        with anyio.move_on_after(grace):
+            await self._finished.wait()
+        if not self._finished.is_set():
+            logger.warning(
+                "cancelling %d reconciles still running after %.1fs grace", len(self._queue.processing), grace
+            )
+            scope.cancel()
+            await self._finished.wait()

@@ -21,7 +21,7 @@ Contract of :meth:`SSHPool.run`:
   :class:`UserError` saying what to fix; a drop, refusal or timeout is a
   :class:`TransientError` the reconciler retries with backoff.
 * a dead connection is replaced on the next call: connecting retries a few times
-  with jittered exponential backoff. A command whose connection dropped mid-way is
+  with jittered exponential backoff (:mod:`gastown.backoff`). A command whose connection dropped mid-way is
   NOT re-run unless the caller says it is idempotent (a re-run ``gt sling`` would
   dispatch twice).
 """
@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import re
 import shlex
 import time
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from gastown.backoff import Backoff
 from gastown.executors.base import ExecutorError, TransientError, UserError
 from gastown.settings import SSHSettings
 
@@ -66,8 +66,7 @@ _CONNECT_FAULTS: tuple[type[BaseException], ...] = (*_DROPS, OSError, TimeoutErr
 
 # A refused channel open is retried this often, after ~10, 20, 40, 80 ms (at most ~0.15 s in all).
 _CHANNEL_RETRIES = 4
-_CHANNEL_RETRY_BASE = 0.01
-_CHANNEL_RETRY_CAP = 0.1
+_CHANNEL_RETRY = Backoff(base=0.01, cap=0.1, jitter=0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +146,6 @@ def build_command(
     return line
 
 
-def _jittered(attempt: int, base: float, cap: float) -> float:
-    """Full-ish jitter: somewhere in the upper half of the capped exponential step."""
-    step: float = min(cap, base * (2**attempt))
-    return step * random.uniform(0.5, 1.0)
-
-
 class _NoObserver:
     """The SSHObserver used when no metrics are wanted (tests, the CLI)."""
 
@@ -190,7 +183,7 @@ class _Link:
             return None
         return conn
 
-    async def connection(self, *, attempts: int, base: float, cap: float) -> asyncssh.SSHClientConnection:
+    async def connection(self, *, attempts: int, backoff: Backoff) -> asyncssh.SSHClientConnection:
         conn = self.alive()
         if conn is not None:
             return conn
@@ -201,7 +194,7 @@ class _Link:
             last: TransientError | None = None
             for attempt in range(attempts):
                 if attempt:
-                    await asyncio.sleep(_jittered(attempt - 1, base, cap))
+                    await asyncio.sleep(backoff.delay(attempt - 1))
                 try:
                     conn = await self._connect()
                 except ExecutorError as exc:
@@ -305,8 +298,7 @@ class SSHPool:
         self.observer: SSHObserver = observer or _NoObserver()
         self._links: dict[SSHTarget, _Link] = {}
         self._connect_attempts = connect_attempts
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._connect_backoff = Backoff(base=backoff_base, cap=backoff_cap, jitter=0.5)
 
     async def __aenter__(self) -> SSHPool:
         return self
@@ -352,9 +344,7 @@ class SSHPool:
         refusals = 0
         while True:
             async with link.sessions:
-                conn = await link.connection(
-                    attempts=self._connect_attempts, base=self._backoff_base, cap=self._backoff_cap
-                )
+                conn = await link.connection(attempts=self._connect_attempts, backoff=self._connect_backoff)
                 program = argv[0]
                 started = time.monotonic()
                 try:
@@ -395,7 +385,7 @@ class SSHPool:
             # A refusal under max_sessions is sshd lagging: it frees a closed channel's
             # session slot only after reaping the command, so for a moment it still counts
             # channels this side has closed. Wait (holding no slot) and open again.
-            await asyncio.sleep(_jittered(refusals - 1, _CHANNEL_RETRY_BASE, _CHANNEL_RETRY_CAP))
+            await asyncio.sleep(_CHANNEL_RETRY.delay(refusals - 1))
 
     @staticmethod
     async def _exec(

@@ -8,9 +8,11 @@ import collections
 import pytest
 
 from gastown.controller.workqueue import (
+    ITEM_BACKOFF,
     Backoff,
     Outcome,
     QueueShutDownError,
+    TokenBucket,
     WorkerPool,
     WorkQueue,
 )
@@ -104,14 +106,14 @@ async def test_cancelled_getter_does_not_swallow_a_wakeup() -> None:
 
 
 def test_backoff_doubles_from_5ms_and_caps_at_5min() -> None:
-    backoff = Backoff()
-    assert backoff.delay(1) == pytest.approx(0.005)
-    assert backoff.delay(2) == pytest.approx(0.010)
-    assert backoff.delay(3) == pytest.approx(0.020)
-    assert backoff.delay(10) == pytest.approx(0.005 * 512)
-    assert backoff.delay(17) == 300.0
+    backoff = ITEM_BACKOFF  # delay(n) is the wait before retry n+1
+    assert backoff.delay(0) == pytest.approx(0.005)
+    assert backoff.delay(1) == pytest.approx(0.010)
+    assert backoff.delay(2) == pytest.approx(0.020)
+    assert backoff.delay(9) == pytest.approx(0.005 * 512)
+    assert backoff.delay(16) == 300.0
     assert backoff.delay(10_000) == 300.0
-    delays = [backoff.delay(n) for n in range(1, 40)]
+    delays = [backoff.delay(n) for n in range(0, 40)]
     assert delays == sorted(delays)
 
 
@@ -200,7 +202,7 @@ async def test_pool_never_processes_a_key_concurrently_and_sees_late_adds() -> N
         return Outcome()
 
     pool = WorkerPool(queue, handler, workers=8)
-    pool.start()
+    running = asyncio.create_task(pool.run())
     queue.add("ns/a")
     await asyncio.sleep(0.01)
     for _ in range(10):
@@ -213,6 +215,7 @@ async def test_pool_never_processes_a_key_concurrently_and_sees_late_adds() -> N
             break
         await asyncio.sleep(0.01)
     await pool.stop(grace=1.0)
+    await running
     assert overlaps == 0
     assert seen["ns/a"] == 2
 
@@ -229,13 +232,14 @@ async def test_pool_retries_failures_with_backoff_then_forgets() -> None:
         return Outcome()
 
     pool = WorkerPool(queue, handler, workers=2)
-    pool.start()
+    running = asyncio.create_task(pool.run())
     queue.add("ns/a")
     for _ in range(200):
         if attempts >= 4 and queue.is_idle():
             break
         await asyncio.sleep(0.01)
     await pool.stop(grace=1.0)
+    await running
     assert attempts == 4
     assert queue.failures("ns/a") == 0
 
@@ -250,13 +254,14 @@ async def test_pool_requeue_after() -> None:
         return Outcome(requeue_after=0.01 if calls < 3 else None)
 
     pool = WorkerPool(queue, handler, workers=1)
-    pool.start()
+    running = asyncio.create_task(pool.run())
     queue.add("ns/a")
     for _ in range(200):
         if calls >= 3 and queue.is_idle():
             break
         await asyncio.sleep(0.01)
     await pool.stop(grace=1.0)
+    await running
     assert calls == 3
 
 
@@ -272,11 +277,12 @@ async def test_pool_stop_lets_in_flight_finish_within_grace() -> None:
         return Outcome()
 
     pool = WorkerPool(queue, handler, workers=1)
-    pool.start()
+    running = asyncio.create_task(pool.run())
     queue.add("ns/a")
     queue.add("ns/b")  # waiting, not in flight: dropped at shutdown
     await started.wait()
     await pool.stop(grace=5.0)
+    await running
     assert finished == ["ns/a"]
 
 
@@ -295,10 +301,11 @@ async def test_pool_stop_cancels_what_overruns_the_grace() -> None:
         return Outcome()
 
     pool = WorkerPool(queue, handler, workers=1)
-    pool.start()
+    running = asyncio.create_task(pool.run())
     queue.add("ns/slow")
     await started.wait()
     await pool.stop(grace=0.05)
+    await running
     assert cancelled.is_set()
     assert "ns/slow" not in queue.processing
 
@@ -306,3 +313,69 @@ async def test_pool_stop_cancels_what_overruns_the_grace() -> None:
 def test_pool_needs_a_worker() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         WorkerPool(WorkQueue(), lambda key: asyncio.sleep(0, Outcome()), workers=0)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_retries_of_all_keys_share_one_bucket_after_the_burst() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(backoff=Backoff(base=0.005, cap=300.0), limiter=TokenBucket(10.0, 100, clock=clock))
+    # The first 100 failures (one each for 100 keys) get their own 5 ms backoff.
+    first = [queue.add_rate_limited(f"ns/k{i}") for i in range(100)]
+    assert first == [pytest.approx(0.005)] * 100
+    # Then the bucket is empty: each further retry waits for the next token, 1/10 s apart,
+    # though each of these keys failed only once.
+    more = [queue.add_rate_limited(f"ns/m{i}") for i in range(5)]
+    assert more == [
+        pytest.approx(0.1),
+        pytest.approx(0.2),
+        pytest.approx(0.3),
+        pytest.approx(0.4),
+        pytest.approx(0.5),
+    ]
+    # Time refills the bucket at 10 tokens/s (and pays back what was booked ahead).
+    clock.now += 10.0
+    assert queue.add_rate_limited("ns/later") == pytest.approx(0.005)
+    queue.shutdown()
+
+
+async def test_a_key_whose_own_backoff_is_longer_keeps_it() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(backoff=Backoff(base=1.0, cap=300.0), limiter=TokenBucket(10.0, 100, clock=clock))
+    delays = [queue.add_rate_limited("ns/a") for _ in range(4)]
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+    queue.shutdown()
+
+
+async def test_pool_retries_a_mass_failure_at_the_bucket_rate() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(backoff=Backoff(base=0.0, cap=0.0), limiter=TokenBucket(10.0, 3, clock=clock))
+    failed: list[str] = []
+    second_wave = asyncio.Event()
+
+    async def handler(key: str) -> Outcome:
+        failed.append(key)
+        if len(failed) == 9:
+            second_wave.set()
+        raise RuntimeError("the apiserver rejects everything")
+
+    pool = WorkerPool(queue, handler, workers=2)
+    running = asyncio.create_task(pool.run())
+    for i in range(6):
+        queue.add(f"ns/{i}")
+    await asyncio.wait_for(second_wave.wait(), 5.0)
+    # Six keys failed with no per-key backoff at all: the burst of 3 went straight back
+    # and failed again; every other retry waits on a timer for a token, 0.1 s apart
+    # (the fake clock does not move, so no token comes back).
+    assert queue.delayed == 6
+    assert len(queue) == 0
+    await pool.stop(grace=1.0)
+    await running
