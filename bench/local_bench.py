@@ -258,7 +258,7 @@ async def bench_dispatch(
                 ),
             }
     finally:
-        await executor.close()
+        await executor.aclose()
         await pool.close()
         for socket in sockets.values():
             await kill_tmux_server(socket)
@@ -357,7 +357,7 @@ async def bench_polling(
                         f"gt list calls/poll {runs[key]['gt_list_calls_per_poll']}"
                     )
             finally:
-                await executor.close()
+                await executor.aclose()
                 await pool.close()
                 await kill_tmux_server(socket)
     return runs

@@ -1,4 +1,9 @@
-"""The operator's connection to the apiserver: one ApiClient, spoken to in raw JSON.
+"""The one apiserver client: every request of the operator, the webhook, the CLI and dev mode.
+
+One module owns talking to the apiserver, so there is one answer to "what is a path",
+"how long may a request take", "what is worth retrying" (controller-runtime has one
+``client.Client`` and one ``apierrors`` taxonomy for the same reason). Nothing else in
+``gastown/`` uses kubernetes_asyncio's generated API classes or ``call_api``.
 
 One ``kubernetes_asyncio`` ``ApiClient`` per process holds the configuration (kubeconfig,
 in-cluster service account or ``~/.kube/config``), the credentials and the pooled aiohttp
@@ -8,20 +13,61 @@ deserialization costs far more CPU than the apiserver round trip. :class:`KubeCl
 sends requests on the ApiClient's session and parses bodies with orjson into plain dicts,
 which is also the shape the informer caches keep.
 
-Errors keep the library's type: a non-2xx answer raises ``ApiException`` with ``status``,
-``reason`` and the response ``body``, so code written against the generated API classes
-handles both alike. Connection faults surface as ``aiohttp.ClientError`` /
-``TimeoutError``; :func:`is_transient` says which failures are worth a retry.
+**Paths** come from :mod:`gastown.api.paths` (kept import-free for the CLI).
+
+**Timeouts, in one place.** kubernetes_asyncio's own requests never time out unless
+given ``_request_timeout`` (LIBRARIES.md); this client never goes through them, and
+every request it sends has a deadline: ``CONNECT_TIMEOUT`` to connect and a total of
+``request_timeout`` (``REQUEST_TIMEOUT`` by default, per client or per call). Streams
+(watches, logs) have no total: a watch gets an inactivity watchdog instead, because a
+healthy watch is quiet between bookmarks; a followed log may have none.
+
+**Errors: one classifier.** A non-2xx answer raises the library's ``ApiException``
+(``status``, ``reason``, the response ``body``); connection faults surface as
+``aiohttp.ClientError``, ``OSError`` or ``TimeoutError``. :func:`classify` sorts every
+failure once into a :class:`Fault`, and callers decide what each fault means for them:
+
+* ``TRANSIENT`` — 408, 425, 429, 5xx, status 0, timeouts, connection faults: the same
+  request may succeed later; retried with backoff.
+* ``CONFLICT`` — 409: a stale resourceVersion, or AlreadyExists; transient too (read
+  again, then retry), but callers often act on it (an elector lost a race, a create
+  met its own earlier attempt), so it is its own class.
+* ``NOT_FOUND`` — 404: usually an answer, not a failure (a deleted object, a missing
+  Secret to report), so never retried blindly.
+* ``GONE`` — 410: a resourceVersion too old; informers relist.
+* ``INVALID`` — 400, 422 and other 4xx: the request (the user's spec) is wrong;
+  retrying cannot help.
+* ``FORBIDDEN`` — 401, 403: the operator's credentials or RBAC are wrong. A
+  configuration error shown to whoever can fix it (status condition, CLI message), not
+  retried forever as a fault: the bearer token is refreshed on every request
+  (:meth:`KubeClient._headers`), so a 401 that persists is not a token about to rotate.
+
+:func:`is_transient` is ``TRANSIENT`` or ``CONFLICT``. **Retries** live here too:
+:func:`retry_transient` retries a call on transient faults with the one backoff
+(:mod:`gastown.backoff`); the operator's hot path does not use it (a failed reconcile
+is retried by the work queue, with its rate limit), setup code does (dev mode, the
+webhook's certificates).
+
+**Typed results where the hot path allows.** Bodies are parsed with orjson into plain
+dicts on the hot paths (the informer caches, status patches, Pod creates), where the
+generated models would cost more CPU than the round trip. Setup paths that read a few
+objects (the webhook's Secret and webhook configuration) read the same dicts.
+
+The user CLI keeps :mod:`gastown.cli.kubeclient` as its thin front (kubeconfig and
+context like kubectl, errors turned into exit codes) and imports this module only when
+a command talks to a cluster, so ``gastown --help`` starts without kubernetes_asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -29,14 +75,64 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown.backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+"""Accept header for a GET that returns only metadata (a Secret's data never leaves the server)."""
+
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 30.0
+
+T = TypeVar("T")
 
 QueryValue = str | int | bool
 Query = Mapping[str, QueryValue]
 
-# HTTP statuses after which the same request may succeed later.
-_TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+class Fault(enum.Enum):
+    """What a failed request means (see the module doc)."""
+
+    TRANSIENT = "transient"
+    CONFLICT = "conflict"
+    NOT_FOUND = "not_found"
+    GONE = "gone"
+    INVALID = "invalid"
+    FORBIDDEN = "forbidden"
+    BUG = "bug"
+    """Not an apiserver or network failure at all."""
+
+
+_TRANSIENT_STATUSES = frozenset({0, 408, 425, 429})
+
+
+def fault_of_status(status: int | None) -> Fault:
+    """The :class:`Fault` of an HTTP status (None or 0: no answer at all)."""
+    if status is None or status in _TRANSIENT_STATUSES or status >= 500:
+        return Fault.TRANSIENT
+    if status == 409:
+        return Fault.CONFLICT
+    if status == 404:
+        return Fault.NOT_FOUND
+    if status == 410:
+        return Fault.GONE
+    if status in (401, 403):
+        return Fault.FORBIDDEN
+    return Fault.INVALID
+
+
+def classify(exc: BaseException) -> Fault:
+    """The :class:`Fault` of any exception raised by a request."""
+    if isinstance(exc, ApiException):
+        return fault_of_status(exc.status)
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | ConnectionError | OSError):
+        return Fault.TRANSIENT
+    return Fault.BUG
 
 
 async def load_api_client(kubeconfig: Path | None = None) -> k8s_client.ApiClient:
@@ -104,10 +200,32 @@ def error_message(exc: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request later can succeed."""
-    if isinstance(exc, ApiException):
-        return exc.status in _TRANSIENT_STATUSES or exc.status is None or exc.status == 0
-    return isinstance(exc, aiohttp.ClientError | TimeoutError | ConnectionError | OSError)
+    """Whether retrying the same request later can succeed (``TRANSIENT`` or ``CONFLICT``)."""
+    return classify(exc) in (Fault.TRANSIENT, Fault.CONFLICT)
+
+
+SETUP_RETRY = Backoff(base=0.2, cap=5.0, jitter=0.5)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 6,
+    backoff: Backoff = SETUP_RETRY,
+    what: str = "request",
+) -> T:
+    """Await ``call()``, again after a backoff while it fails transiently; the last error otherwise."""
+    state = backoff.state()
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            delay = state.next_delay()
+            logger.info("%s failed (%s); retrying in %.2fs", what, error_message(exc), delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 class KubeClient:
@@ -118,7 +236,7 @@ class KubeClient:
     for minutes but never longer than the apiserver's bookmark interval.
     """
 
-    def __init__(self, api: k8s_client.ApiClient, *, request_timeout: float = 30.0) -> None:
+    def __init__(self, api: k8s_client.ApiClient, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.api = api
         self.request_timeout = request_timeout
         self._host = str(api.configuration.host).rstrip("/")
@@ -129,9 +247,9 @@ class KubeClient:
         session: aiohttp.ClientSession = self.api.rest_client.pool_manager
         return session
 
-    async def _headers(self, content_type: str | None) -> dict[str, str]:
+    async def _headers(self, content_type: str | None, accept: str = JSON) -> dict[str, str]:
         headers: dict[str, str] = dict(self.api.default_headers)
-        headers["Accept"] = JSON
+        headers["Accept"] = accept
         if content_type is not None:
             headers["Content-Type"] = content_type
         # auth_settings() runs the token refresh hook (exec plugins, rotated SA tokens).
@@ -148,6 +266,7 @@ class KubeClient:
         query: Query | None = None,
         body: Any = None,
         content_type: str = JSON,
+        accept: str = JSON,
         request_timeout: float | None = None,
     ) -> Any:
         """Send one request and return the parsed JSON answer (None for an empty body).
@@ -155,8 +274,10 @@ class KubeClient:
         Raises ``ApiException`` for a non-2xx answer.
         """
         data: bytes | None = None if body is None else (body if isinstance(body, bytes) else dumps(body))
-        headers = await self._headers(content_type if data is not None else None)
-        client_timeout = aiohttp.ClientTimeout(total=request_timeout or self.request_timeout)
+        headers = await self._headers(content_type if data is not None else None, accept)
+        client_timeout = aiohttp.ClientTimeout(
+            total=request_timeout or self.request_timeout, sock_connect=CONNECT_TIMEOUT
+        )
         kwargs: dict[str, Any] = {}
         if self._server_hostname:
             kwargs["server_hostname"] = self._server_hostname
@@ -175,10 +296,15 @@ class KubeClient:
         return loads(payload) if payload else None
 
     async def get(
-        self, path: str, *, query: Query | None = None, request_timeout: float | None = None
+        self,
+        path: str,
+        *,
+        query: Query | None = None,
+        accept: str = JSON,
+        request_timeout: float | None = None,
     ) -> Any:
-        """GET and parse."""
-        return await self.request("GET", path, query=query, request_timeout=request_timeout)
+        """GET and parse (``accept=METADATA_ONLY`` for metadata alone)."""
+        return await self.request("GET", path, query=query, accept=accept, request_timeout=request_timeout)
 
     async def create(self, path: str, body: Any, *, request_timeout: float | None = None) -> Any:
         """POST a new object to a collection."""
@@ -194,9 +320,22 @@ class KubeClient:
             "PATCH", path, body=patch, content_type=MERGE_PATCH, request_timeout=request_timeout
         )
 
-    async def delete(self, path: str, *, request_timeout: float | None = None) -> Any:
-        """DELETE an object."""
-        return await self.request("DELETE", path, request_timeout=request_timeout)
+    async def apply(
+        self, path: str, body: Any, *, field_manager: str, request_timeout: float | None = None
+    ) -> Any:
+        """Server-side apply ``body`` at ``path`` (create or update), forcing ownership of its fields."""
+        return await self.request(
+            "PATCH",
+            path,
+            query={"fieldManager": field_manager, "force": True},
+            body=body,
+            content_type=APPLY_PATCH,
+            request_timeout=request_timeout,
+        )
+
+    async def delete(self, path: str, *, body: Any = None, request_timeout: float | None = None) -> Any:
+        """DELETE an object (``body``: DeleteOptions, e.g. preconditions)."""
+        return await self.request("DELETE", path, body=body, request_timeout=request_timeout)
 
     @asynccontextmanager
     async def stream(
@@ -204,17 +343,19 @@ class KubeClient:
         path: str,
         *,
         query: Query | None = None,
-        inactivity_timeout: float,
-        connect_timeout: float = 10.0,
+        inactivity_timeout: float | None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        accept: str = JSON,
     ) -> AsyncIterator[aiohttp.StreamReader]:
-        """Open a streaming GET (a watch) and yield its body reader.
+        """Open a streaming GET (a watch, a log) and yield its body reader.
 
         Reading raises ``TimeoutError`` when no byte arrives for ``inactivity_timeout``
-        seconds: that is the watchdog for watches that go silent. A non-2xx answer
-        raises ``ApiException`` before anything is yielded. Leaving the context closes
-        the connection rather than returning a half-read stream to the pool.
+        seconds: that is the watchdog for watches that go silent (None: no limit, for a
+        followed log of a quiet agent). A non-2xx answer raises ``ApiException`` before
+        anything is yielded. Leaving the context closes the connection rather than
+        returning a half-read stream to the pool.
         """
-        headers = await self._headers(None)
+        headers = await self._headers(None, accept)
         client_timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=inactivity_timeout
         )

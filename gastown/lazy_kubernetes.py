@@ -3,7 +3,7 @@
 Why: ``kubernetes_asyncio.client/__init__.py`` (and ``client.api`` / ``client.models``) eagerly
 import every generated API class (~65 modules) and every model class (~770 modules). The operator
 speaks raw JSON on its hot paths (see :mod:`gastown.kube`) and touches a handful of them
-(``ApiClient``, ``Configuration``, ``CoreV1Api``, ``V1Secret``...). Measured with ``ru_maxrss``
+(``ApiClient``, ``Configuration``, the exceptions...). Measured with ``ru_maxrss``
 on Python 3.11 / kubernetes_asyncio 36.1: ``import kubernetes_asyncio.client`` costs ~38 MiB
 on top of aiohttp, and importing the operator's parts (manager, both executors, webhook) reaches
 ~102 MiB before a single object is cached; with this shim the same imports reach ~68 MiB,
@@ -17,7 +17,7 @@ with the other finders and wraps the loader. The wrapped loader reads the packag
 ``from kubernetes_asyncio.client.{api,models}.<module> import <Name>`` statements; everything
 else in the file (``ApiClient``, ``Configuration``, the exceptions, ``__all__``,
 ``__version__``) runs as written. The removed imports become a PEP 562 module ``__getattr__``:
-the first ``client.V1Pod``, ``from kubernetes_asyncio.client import CoreV1Api`` or
+the first ``client.V1Pod``, ``from kubernetes_asyncio.client import V1Secret`` or
 ``getattr(kubernetes_asyncio.client.models, "V1Pod")`` (how ``ApiClient.deserialize`` resolves
 type names) imports that one module and stores the class in the package namespace, so later
 look-ups are plain dictionary hits. Submodules the eager file would have bound as attributes

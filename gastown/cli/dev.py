@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes_asyncio import client
 
 from gastown.api.crd import build_crd
 from gastown.api.models import GROUP, PLURAL, VERSION
+from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab, free_port
 from gastown.devcluster.sshd import UserSshd
+from gastown.kube import Fault, KubeClient, classify, retry_transient
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook.certs import generate_ca, issue_serving_cert
 
@@ -102,37 +103,36 @@ def _webhook_configuration(port: int, ca_bundle: bytes) -> dict[str, Any]:
     }
 
 
-async def _apply(api: client.ApiClient, path: str, body: dict[str, Any]) -> None:
-    """Server-side apply of one object (create or update, idempotent)."""
-    await api.call_api(
-        path,
-        "PATCH",
-        query_params=[("fieldManager", "gastown-dev"), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=body,
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _request_timeout=30,
+CRD_PATH = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions", name=f"{PLURAL}.{GROUP}")
+WEBHOOK_PATH = resource_path(
+    "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", name=WEBHOOK_NAME
+)
+EXAMPLE_PATH = resource_path(GROUP, VERSION, PLURAL, namespace=EXAMPLE_NAMESPACE, name=EXAMPLE_NAME)
+
+
+async def _apply(kube: KubeClient, path: str, body: dict[str, Any]) -> None:
+    """Server-side apply of one object (create or update, idempotent); transient faults retried."""
+    await retry_transient(
+        lambda: kube.apply(path, body, field_manager="gastown-dev"), what=f"applying {path}"
     )
 
 
-async def _wait_established(api: client.ApiClient) -> None:
-    ext = client.ApiextensionsV1Api(api)
+async def _wait_established(kube: KubeClient) -> None:
     for _ in range(300):
-        crd = await ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}")
-        conditions = (crd.status.conditions or []) if crd.status else []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
+        crd = await kube.get(CRD_PATH)
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("the Polecat CRD was not Established within 30 s")
 
 
-async def _wait_phase(api: client.ApiClient, name: str, phases: set[str], timeout: float) -> dict[str, Any]:
-    custom = client.CustomObjectsApi(api)
+async def _wait_phase(kube: KubeClient, name: str, phases: set[str], timeout: float) -> dict[str, Any]:
+    path = resource_path(GROUP, VERSION, PLURAL, namespace=EXAMPLE_NAMESPACE, name=name)
     deadline = asyncio.get_running_loop().time() + timeout
     obj: dict[str, Any] = {}
     while asyncio.get_running_loop().time() < deadline:
-        obj = await custom.get_namespaced_custom_object(GROUP, VERSION, EXAMPLE_NAMESPACE, PLURAL, name)
+        obj = await kube.get(path)
         if (obj.get("status") or {}).get("phase") in phases:
             return obj
         await asyncio.sleep(0.2)
@@ -162,15 +162,12 @@ async def run_dev(options: DevOptions) -> int:
         workdir = options.workdir or Path(tmp)
         async with _cluster(options, workdir) as (kubeconfig, lab):
             api = await load_api_client(kubeconfig)
+            kube = KubeClient(api)
             sshd = await UserSshd.launch(workdir / "sshd")
             manager: Manager | None = None
             try:
-                await _apply(
-                    api,
-                    f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{GROUP}",
-                    build_crd(),
-                )
-                await _wait_established(api)
+                await _apply(kube, CRD_PATH, build_crd())
+                await _wait_established(kube)
                 cert_dir = workdir / "webhook-certs"
                 cert_dir.mkdir(parents=True, exist_ok=True)
                 ca_cert, ca_key = generate_ca("gastown-dev-webhook-ca")
@@ -199,20 +196,12 @@ async def run_dev(options: DevOptions) -> int:
                 manager = Manager(settings, api=api)
                 await manager.start()
                 if lab is not None:
-                    await _apply(
-                        api,
-                        f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{WEBHOOK_NAME}",
-                        _webhook_configuration(webhook_port, ca_cert),
-                    )
+                    await _apply(kube, WEBHOOK_PATH, _webhook_configuration(webhook_port, ca_cert))
                 print(f"gastown dev: operator running (sshd for local mode on 127.0.0.1:{sshd.port})")
                 if options.example:
                     example = example_polecat()
-                    await _apply(
-                        api,
-                        f"/apis/{GROUP}/{VERSION}/namespaces/{EXAMPLE_NAMESPACE}/{PLURAL}/{EXAMPLE_NAME}",
-                        example,
-                    )
-                    obj = await _wait_phase(api, EXAMPLE_NAME, {"Working", "Done", "Failed", "Stuck"}, 60)
+                    await _apply(kube, EXAMPLE_PATH, example)
+                    obj = await _wait_phase(kube, EXAMPLE_NAME, {"Working", "Done", "Failed", "Stuck"}, 60)
                     _print_next_steps(kubeconfig, obj, sshd)
                     if options.exit_when_working:
                         return 0 if obj["status"]["phase"] == "Working" else 1
@@ -222,22 +211,26 @@ async def run_dev(options: DevOptions) -> int:
             finally:
                 if manager is not None:
                     if options.example:
-                        await _delete_example(api)
+                        await _delete_example(kube)
                     await manager.stop()
                 await sshd.stop()
                 await api.close()
 
 
-async def _delete_example(api: client.ApiClient) -> None:
+async def _delete_example(kube: KubeClient) -> None:
     """Delete the example so the operator kills its tmux session before it stops."""
-    custom = client.CustomObjectsApi(api)
-    with contextlib.suppress(client.ApiException):
-        await custom.delete_namespaced_custom_object(GROUP, VERSION, EXAMPLE_NAMESPACE, PLURAL, EXAMPLE_NAME)
+    try:
+        await kube.delete(EXAMPLE_PATH)
+    except Exception as exc:
+        if classify(exc) is not Fault.NOT_FOUND:
+            print(f"gastown dev: could not delete the example Polecat: {exc}")
+            return
     for _ in range(100):
         try:
-            await custom.get_namespaced_custom_object(GROUP, VERSION, EXAMPLE_NAMESPACE, PLURAL, EXAMPLE_NAME)
-        except client.ApiException:
-            return
+            await kube.get(EXAMPLE_PATH)
+        except Exception as exc:
+            if classify(exc) is Fault.NOT_FOUND:
+                return
         await asyncio.sleep(0.1)
 
 

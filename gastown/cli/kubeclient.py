@@ -166,52 +166,43 @@ class Cluster:
 
     # -- Pods -----------------------------------------------------------------------
     async def pod_log(self, namespace: str, pod: str, *, container: str, follow: bool) -> AsyncIterator[str]:
-        """The container's log lines, through ``read_namespaced_pod_log``.
+        """The container's log lines (``GET pods/NAME/log``, streamed).
 
         The apiserver proxies logs from the kubelet of the Pod's node. When it cannot
         reach one (no kubelet, a node that went away) it answers 5xx or 400 with the
         dial error; that becomes one line saying so, exit 4.
         """
         import aiohttp  # noqa: PLC0415
-        from kubernetes_asyncio import client  # noqa: PLC0415
 
-        core = client.CoreV1Api(self.api)
-        # No read timeout while following: a quiet agent is not a dead connection.
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=CONNECT_TIMEOUT, sock_read=None if follow else REQUEST_TIMEOUT
-        )
+        path = resource_path("", "v1", "pods", namespace=namespace, name=pod) + "/log"
+        query: dict[str, str | bool] = {"container": container}
+        if follow:
+            query["follow"] = True
         what = f'Pod "{pod}" in namespace "{namespace}"'
+        # No read timeout while following: a quiet agent is not a dead connection.
         try:
-            response: Any = await core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                container=container,
-                follow=follow,
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
-            if not 200 <= response.status <= 299:
-                # Unread (streaming) responses are not checked by kubernetes_asyncio.
-                from gastown.kube import api_error  # noqa: PLC0415
-
-                body = await response.read()
-                response.release()
-                raise api_error(response.status, response.reason or "", body)
-        except Exception as exc:
+            async with self.kube.stream(
+                path,
+                query=query,
+                accept="text/plain, application/json",
+                inactivity_timeout=None if follow else REQUEST_TIMEOUT,
+                connect_timeout=CONNECT_TIMEOUT,
+            ) as content:
+                buffer = b""
+                try:
+                    async for chunk in content.iter_any():
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            yield line.decode("utf-8", "replace")
+                except aiohttp.ClientError as exc:
+                    raise self.error(exc, what=what) from exc
+                if buffer:
+                    yield buffer.decode("utf-8", "replace")
+        except CLIError:
+            raise
+        except Exception as exc:  # the request itself failed (no kubelet, no container yet)
             raise _log_error(self.error(exc, what=what), pod) from exc
-        try:
-            buffer = b""
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", "replace")
-            if buffer:
-                yield buffer.decode("utf-8", "replace")
-        except aiohttp.ClientError as exc:
-            raise self.error(exc, what=what) from exc
-        finally:
-            response.release()
 
 
 def _log_error(error: CLIError, pod: str) -> CLIError:

@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from gastown.settings import Settings
 
 logger = logging.getLogger("gastown.operator")
+EXIT_TASK_DIED = 3
+"""Exit status when a supervised task died (see gastown.controller.supervisor)."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +49,7 @@ def main() -> None:
 @click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), help="kubeconfig file.")
 @click.option("--shutdown-grace", type=float, help="Seconds in-flight reconciles get at shutdown.")
 def run(**flags: Any) -> None:
-    """Run the operator until SIGTERM/SIGINT."""
+    """Run the operator until SIGTERM/SIGINT (exit 3 if one of its long-lived tasks died)."""
     overrides = {key: value for key, value in flags.items() if value is not None and value != ()}
     if "namespaces" in overrides:
         overrides["namespaces"] = list(overrides["namespaces"])
@@ -63,6 +65,7 @@ def run(**flags: Any) -> None:
 
     configure_logging(settings.log_format, settings.log_level)
     from gastown.controller.manager import Manager  # noqa: PLC0415 - heavy imports only for `run`
+    from gastown.controller.supervisor import TaskDiedError  # noqa: PLC0415
 
     logger.info(
         "starting",
@@ -76,6 +79,9 @@ def run(**flags: Any) -> None:
         asyncio.run(Manager(settings).run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         sys.exit(130)
+    except TaskDiedError as exc:  # logged when it happened; exit so the Deployment restarts us
+        click.echo(f"gastown-operator: {exc}; exiting for a restart", err=True)
+        sys.exit(EXIT_TASK_DIED)
 
 
 @main.command()

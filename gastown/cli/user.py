@@ -354,7 +354,7 @@ async def _local_logs(polecat: Any, settings: Any, *, follow: bool, emit: Callab
         close = getattr(lines, "aclose", None)  # an async generator: stop its ssh/tmux work now
         if close is not None:
             await close()
-        await executor.close()
+        await executor.aclose()
 
 
 # --------------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ def attach(
         except Exception as exc:
             raise from_exception(exc) from exc
         finally:
-            await executor.close()
+            await executor.aclose()
         return workload.local_attach_argv(base, settings.ssh)
 
     argv = _run(state, build)

@@ -22,6 +22,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+import anyio
+
 from gastown.api.paths import resource_path
 from gastown.kube import KubeClient, error_message
 
@@ -147,14 +149,10 @@ class EventRecorder:
             self._observer.on_event_dropped()
 
     async def run(self) -> None:
-        """Send queued Events until cancelled."""
-        senders = [asyncio.create_task(self._send_loop(), name=f"events-{i}") for i in range(self._senders)]
-        try:
-            await asyncio.gather(*senders)
-        finally:
-            for task in senders:
-                task.cancel()
-            await asyncio.gather(*senders, return_exceptions=True)
+        """Send queued Events until cancelled (the senders are one task group)."""
+        async with anyio.create_task_group() as group:
+            for index in range(self._senders):
+                group.start_soon(self._send_loop, name=f"events-{index}")
 
     async def _send_loop(self) -> None:
         while True:

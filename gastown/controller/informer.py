@@ -14,8 +14,8 @@ How it stays right (the client-go reflector's contract, in asyncio):
 * **410 Gone** (the resourceVersion was compacted away, e.g. after a long outage)
   means events were lost: relist. Any other failure (connection refused while the
   apiserver restarts, 5xx, 429, a dropped stream) resumes the watch from the last
-  resourceVersion after a jittered exponential backoff; nothing is replayed twice
-  and nothing is skipped.
+  resourceVersion after a jittered exponential backoff (:mod:`gastown.backoff`);
+  nothing is replayed twice and nothing is skipped.
 * **Inactivity watchdog.** The apiserver sends a bookmark about every minute, so a
   watch silent for longer than ``watchdog`` seconds (70 by default) is presumed
   stalled (a proxy that stopped forwarding, a half-open TCP connection) and restarted.
@@ -47,10 +47,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import anyio
 import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.paths import resource_path
+from gastown.backoff import Backoff, BackoffState
 from gastown.controller.compact import DictionaryCodec
 from gastown.kube import KubeClient, error_message
 
@@ -166,23 +168,6 @@ class _ExpiredError(Exception):
 
 class _SilentWatchError(Exception):
     """The watch sent nothing for longer than the watchdog allows."""
-
-
-class _Backoff:
-    """Jittered exponential backoff for reconnects, reset after a healthy watch."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self._base = base
-        self._cap = cap
-        self._attempt = 0
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        delay = min(self._cap, self._base * (2**self._attempt))
-        self._attempt = min(self._attempt + 1, 32)
-        return float(delay * random.uniform(0.5, 1.0))
 
 
 class Informer:
@@ -325,20 +310,13 @@ class Informer:
     # -- list / watch ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """List and watch every scope until cancelled."""
-        tasks = [
-            asyncio.create_task(self._run_scope(scope), name=f"informer-{self.name}-{scope or 'all'}")
-            for scope in self._scopes
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """List and watch every scope until cancelled (one task per scope, in one task group)."""
+        async with anyio.create_task_group() as group:
+            for scope in self._scopes:
+                group.start_soon(self._run_scope, scope, name=f"informer-{self.name}-{scope or 'all'}")
 
     async def _run_scope(self, scope: str | None) -> None:
-        backoff = _Backoff(self._options.backoff_base, self._options.backoff_cap)
+        backoff = Backoff(self._options.backoff_base, self._options.backoff_cap, jitter=0.5).state()
         rv: str | None = None
         while True:
             try:
@@ -431,7 +409,7 @@ class Informer:
             self._put(key, slim)
             self._emit(WatchEvent("ADDED" if current is None else "MODIFIED", key, slim))
 
-    async def _watch(self, scope: str | None, rv: str, backoff: _Backoff) -> str:
+    async def _watch(self, scope: str | None, rv: str, backoff: BackoffState) -> str:
         """Watch from ``rv`` until the server ends the stream; return the last RV seen.
 
         Raises ``_ExpiredError`` on 410, ``_SilentWatchError`` when the watchdog fires.

@@ -10,11 +10,16 @@ One asyncio process, four parts (see ARCHITECTURE.md):
   once both caches are synced, so no reconcile ever acts on a half-listed world;
 * the **leader elector** starts the engine on winning the Lease and stops it on losing.
 
+Every long-lived task lives in one tree of anyio task groups rooted in the manager, and
+any of them ending unasked takes the process down for a restart (readiness fails first):
+see :mod:`gastown.controller.supervisor` for the tree and the policy.
+
 Shutdown (SIGTERM/SIGINT, or :meth:`Manager.stop`) goes in the order that keeps work
 safe: stop taking work and let in-flight reconciles finish within
 ``settings.shutdown_grace``; close the watches; only then release the Lease (a
-standby must not start reconciling while we still are); flush Events; close executor
-sessions (SSH); stop serving; close the API client if the manager made it.
+standby must not start reconciling while we still are); flush Events; cancel the root
+task group; close executor sessions (``Executor.aclose``); stop serving; close the API
+client if the manager made it.
 
 Executors are chosen by ``spec.executionMode`` from a mapping. By default the manager
 builds the real ones (kubernetes always; local when an SSH target is configured);
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import signal
@@ -33,6 +37,8 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import anyio
+import anyio.abc
 from kubernetes_asyncio import client as k8s_client
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -43,8 +49,10 @@ from gastown.controller.leaderelection import LeaderElector, LeaseConfig
 from gastown.controller.metrics import ControllerMetrics
 from gastown.controller.ops import OpsServer
 from gastown.controller.reconciler import Reconciler, ReconcilerOptions
+from gastown.controller.supervisor import Supervisor, TaskDiedError
 from gastown.controller.workqueue import Outcome, WorkerPool, WorkQueue
 from gastown.executors.base import Executor, TransientError
+from gastown.executors.kubernetes.observer import slim_pod
 from gastown.kube import KubeClient, load_api_client
 from gastown.metrics import ServingMetrics, SSHObserver
 from gastown.settings import Settings
@@ -60,9 +68,14 @@ PodLookup = Callable[[str, str], "dict[str, Any] | None"]
 
 
 class Service(Protocol):
-    """Something the manager starts and stops (the webhook server)."""
+    """Something the manager runs on every replica (the webhook server).
+
+    ``start`` binds and returns; ``run`` is its long-lived task (supervised, cancelled
+    at shutdown); ``stop`` unbinds.
+    """
 
     async def start(self) -> None: ...
+    async def run(self) -> None: ...
     async def stop(self) -> None: ...
 
 
@@ -79,36 +92,21 @@ def slim_polecat(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _default_slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
-    meta = pod.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return pod
-
-
-def _pod_transform() -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _pod_transform(pod: dict[str, Any]) -> dict[str, Any]:
     """The executor's Pod slimmer, keeping what maps a Pod to its Polecat."""
-    try:
-        from gastown.executors.kubernetes.observer import slim_pod  # noqa: PLC0415 - optional until it lands
-    except ImportError:
-        slim_pod = _default_slim_pod
-
-    def transform(pod: dict[str, Any]) -> dict[str, Any]:
-        raw_meta = pod.get("metadata") or {}
-        owners = [o for o in raw_meta.get("ownerReferences") or [] if o.get("kind") == "Polecat"]
-        label = (raw_meta.get("labels") or {}).get(LABEL_POLECAT)
-        slim = slim_pod(pod)
-        meta = slim.setdefault("metadata", {})
-        if owners and "ownerReferences" not in meta:
-            meta["ownerReferences"] = [
-                {"kind": "Polecat", "name": o.get("name"), "uid": o.get("uid")} for o in owners
-            ]
-        if label is not None:
-            labels = meta.setdefault("labels", {})
-            labels.setdefault(LABEL_POLECAT, label)
-        return slim
-
-    return transform
+    raw_meta = pod.get("metadata") or {}
+    owners = [o for o in raw_meta.get("ownerReferences") or [] if o.get("kind") == "Polecat"]
+    label = (raw_meta.get("labels") or {}).get(LABEL_POLECAT)
+    slim = slim_pod(pod)
+    meta = slim.setdefault("metadata", {})
+    if owners and "ownerReferences" not in meta:
+        meta["ownerReferences"] = [
+            {"kind": "Polecat", "name": o.get("name"), "uid": o.get("uid")} for o in owners
+        ]
+    if label is not None:
+        labels = meta.setdefault("labels", {})
+        labels.setdefault(LABEL_POLECAT, label)
+    return slim
 
 
 def owner_polecat_key(pod: dict[str, Any]) -> str | None:
@@ -126,7 +124,7 @@ def owner_polecat_key(pod: dict[str, Any]) -> str | None:
 
 def default_executors(
     settings: Settings,
-    api: k8s_client.ApiClient,
+    client: KubeClient,
     pods: PodLookup,
     ssh_observer: SSHObserver | None = None,
 ) -> dict[ExecutionMode, Executor]:
@@ -135,7 +133,7 @@ def default_executors(
 
     executors: dict[ExecutionMode, Executor] = {
         ExecutionMode.KUBERNETES: KubernetesExecutor(
-            api, pods, settings.pod, check_references=settings.pod.check_references
+            client, pods, settings.pod, check_references=settings.pod.check_references
         ),
     }
     if settings.local_mode_enabled:
@@ -151,7 +149,13 @@ def default_identity() -> str:
 
 
 class _Engine:
-    """Informers + queue + workers for one leadership term."""
+    """Informers + queue + workers for one leadership term, in one task group.
+
+    :meth:`run` is the engine's task (the manager starts it under its supervisor): it
+    opens the engine's group, starts both informers, and the workers once both caches
+    are synced. :meth:`stop` lets in-flight reconciles finish within the grace period,
+    then cancels the group's scope and waits for :meth:`run` to end.
+    """
 
     def __init__(
         self,
@@ -161,8 +165,10 @@ class _Engine:
         executors: Mapping[ExecutionMode, Executor],
         recorder: EventRecorder,
         metrics: ControllerMetrics,
+        supervisor: Supervisor,
         informer_options: InformerOptions,
         reconciler_options: ReconcilerOptions,
+        on_synced: Callable[[], None],
     ) -> None:
         namespaces = list(settings.namespaces)
         self.polecats = Informer(
@@ -179,7 +185,7 @@ class _Engine:
             PODS,
             namespaces=namespaces,
             label_selector=MANAGED_BY_SELECTOR,
-            transform=_pod_transform(),
+            transform=_pod_transform,
             options=informer_options,
             observer=metrics,
             name="pods",
@@ -202,7 +208,11 @@ class _Engine:
         )
         self.polecats.add_handler(self._on_polecat)
         self.pods.add_handler(self._on_pod)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor = supervisor
+        self._on_synced = on_synced
+        self._scope: anyio.CancelScope | None = None
+        self._stopping = False
+        self._ended = asyncio.Event()
         self.started = asyncio.Event()
 
     async def _handle(self, key: str) -> Outcome:
@@ -220,31 +230,42 @@ class _Engine:
     def synced(self) -> bool:
         return self.polecats.synced.is_set() and self.pods.synced.is_set()
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self.polecats.run(), name="informer-polecats"),
-            asyncio.create_task(self.pods.run(), name="informer-pods"),
-            asyncio.create_task(self._start_workers_when_synced(), name="engine-start"),
-        ]
+    async def run(self) -> None:
+        """The engine's task: informers, then workers once synced; ends when stopped."""
+        try:
+            async with anyio.create_task_group() as group:
+                self._scope = group.cancel_scope
+                if self._stopping:
+                    group.cancel_scope.cancel()
+                supervise = self._supervisor.start
+                supervise(group, "informer-polecats", self.polecats.run)
+                supervise(group, "informer-pods", self.pods.run)
+                await self.polecats.synced.wait()
+                await self.pods.synced.wait()
+                logger.info(
+                    "caches synced (%d polecats, %d pods); starting %d workers",
+                    len(self.polecats),
+                    len(self.pods),
+                    self.workers.size,
+                )
+                supervise(group, "workers", self.workers.run, may_return=lambda: self._stopping)
+                self.started.set()
+                self._on_synced()
+                await anyio.sleep_forever()
+        finally:
+            self._ended.set()
 
-    async def _start_workers_when_synced(self) -> None:
-        await self.polecats.synced.wait()
-        await self.pods.synced.wait()
-        logger.info(
-            "caches synced (%d polecats, %d pods); starting %d workers",
-            len(self.polecats),
-            len(self.pods),
-            self.workers._count,
-        )
-        self.workers.start()
-        self.started.set()
+    def may_end(self) -> bool:
+        """Whether the engine's task ending now is expected (it is being stopped)."""
+        return self._stopping
 
     async def stop(self, grace: float) -> None:
+        """Drain the workers within ``grace`` seconds, then cancel the engine's group."""
+        self._stopping = True
         await self.workers.stop(grace)
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._ended.wait()
 
 
 class Manager:
@@ -254,6 +275,11 @@ class Manager:
     one from the settings and closes it at the end. ``executors``: the mode → executor
     mapping; when None the real executors are built. ``webhook``: a service to run on
     every replica; when None and ``settings.webhook_enabled``, the real webhook server.
+
+    :meth:`start` opens the root task group in a task the manager owns (so that
+    :meth:`start` and :meth:`stop` may be called from different tasks, as test fixtures
+    do); :meth:`stop` cancels it. :attr:`failure` is the first supervised task that died
+    (see :mod:`gastown.controller.supervisor`); :meth:`run` raises it.
     """
 
     def __init__(
@@ -279,13 +305,17 @@ class Manager:
         self.registry = registry or CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)
         self.serving_metrics = ServingMetrics(self.registry)
+        self.supervisor = Supervisor(self._on_task_death, self.metrics)
+        self.failure: TaskDiedError | None = None
+        self._failed = asyncio.Event()
         self._client: KubeClient | None = None
         self._recorder: EventRecorder | None = None
         self._ops: OpsServer | None = None
         self._elector: LeaderElector | None = None
-        self._elector_task: asyncio.Task[None] | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+        self._root: asyncio.Task[None] | None = None
         self.engine: _Engine | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._synced = asyncio.Event()
         self._engine_lock = asyncio.Lock()
         self._started = False
         self._stopped = False
@@ -304,12 +334,14 @@ class Manager:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: caches synced when running the engine; standing by otherwise."""
+        if self.failure is not None:
+            return False, f"shutting down: {self.failure}"
         if not self._started or self._stopped:
             return False, "not running"
         engine = self.engine
         if engine is not None:
             return (True, "leader: caches synced") if engine.synced else (False, "leader: caches syncing")
-        if self._elector_task is not None and not self._elector_task.done():
+        if self._elector is not None:
             return True, "standby: waiting for the leader lease"
         return False, "engine not running"
 
@@ -321,7 +353,11 @@ class Manager:
     # -- lifecycle --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Start, run until SIGTERM/SIGINT (or ``stop`` is set), then stop gracefully."""
+        """Start, run until SIGTERM/SIGINT (or ``stop`` is set), then stop gracefully.
+
+        Raises :class:`TaskDiedError` when a supervised task died (after the graceful
+        shutdown), so the process exits non-zero and is restarted.
+        """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
@@ -331,12 +367,21 @@ class Manager:
                 installed.append(sig)
         try:
             await self.start()
-            await stop.wait()
+            async with anyio.create_task_group() as waiting:
+                for event in (stop, self._failed):
+                    waiting.start_soon(_set_then_cancel, event, waiting.cancel_scope)
             logger.info("shutting down")
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
             await self.stop()
+        if self.failure is not None:
+            raise self.failure
+
+    def _on_task_death(self, death: TaskDiedError) -> None:
+        if self.failure is None:
+            self.failure = death
+        self._failed.set()
 
     async def start(self) -> None:
         """Start serving, and the engine or the campaign for the Lease."""
@@ -348,11 +393,10 @@ class Manager:
             self._api = await load_api_client(settings.kubeconfig)
         self._client = KubeClient(self._api)
         self._recorder = EventRecorder(self._client, instance=self.identity, observer=self.metrics)
-        self._tasks.append(asyncio.create_task(self._recorder.run(), name="events"))
         if self._executors_override is not None:
             self._executors = dict(self._executors_override)
         else:
-            self._executors = default_executors(settings, self._api, self.pod, self.serving_metrics.ssh)
+            self._executors = default_executors(settings, self._client, self.pod, self.serving_metrics.ssh)
         self.metrics.watch_polecats(self._cached_polecats)
 
         self._ops = OpsServer(
@@ -366,10 +410,9 @@ class Manager:
         if self._webhook is None and settings.webhook_enabled:
             from gastown.webhook.server import WebhookServer  # noqa: PLC0415 - owned by the webhook package
 
-            self._webhook = WebhookServer(settings, self._api, metrics=self.serving_metrics.webhook)
+            self._webhook = WebhookServer(settings, self._client, metrics=self.serving_metrics.webhook)
         if self._webhook is not None:
             await self._webhook.start()
-
         if settings.leader_election:
             self._elector = LeaderElector(
                 self._client,
@@ -384,36 +427,48 @@ class Manager:
                 on_started_leading=self._start_engine,
                 on_stopped_leading=self._stop_engine_after_loss,
             )
-            self._elector_task = asyncio.create_task(self._elector.run(), name="leader-election")
-            self._tasks.append(self._elector_task)
-        else:
+        opened = asyncio.Event()
+        self._root = asyncio.create_task(self._serve(opened), name="operator")
+        await opened.wait()
+        if self._elector is None:
             await self._start_engine()
+
+    async def _serve(self, opened: asyncio.Event) -> None:
+        """The root task: one task group for every long-lived task of the process."""
+        assert self._recorder is not None
+        async with anyio.create_task_group() as group:
+            self._group = group
+            supervise = self.supervisor.start
+            supervise(group, "events", self._recorder.run)
+            if self._webhook is not None:
+                supervise(group, "webhook", self._webhook.run)
+            if self._elector is not None:
+                supervise(group, "leader-election", self._elector.run)
+            opened.set()
+            await anyio.sleep_forever()
 
     async def wait_synced(self) -> None:
         """Wait until this replica runs the engine with its workers started."""
-        while True:
-            engine = self.engine
-            if engine is not None:
-                await engine.started.wait()
-                if self.engine is engine:
-                    return
-            await asyncio.sleep(0.05)
+        await self._synced.wait()
 
     async def _start_engine(self) -> None:
         async with self._engine_lock:
-            if self.engine is not None or self._stopped:
+            if self.engine is not None or self._stopped or self._group is None:
                 return
             assert self._client is not None and self._recorder is not None
-            self.engine = _Engine(
+            engine = _Engine(
                 client=self._client,
                 settings=self.settings,
                 executors=self._executors,
                 recorder=self._recorder,
                 metrics=self.metrics,
+                supervisor=self.supervisor,
                 informer_options=self._informer_options,
                 reconciler_options=self._reconciler_options,
+                on_synced=self._synced.set,
             )
-            self.engine.start()
+            self.engine = engine
+            self.supervisor.start(self._group, "engine", engine.run, may_return=engine.may_end)
             self.metrics.leader.set(1)
             logger.info("engine started", extra={"identity": self.identity})
 
@@ -422,6 +477,7 @@ class Manager:
             engine, self.engine = self.engine, None
             if engine is None:
                 return
+            self._synced.clear()
             self.metrics.leader.set(0)
             await engine.stop(grace)
             logger.info("engine stopped", extra={"identity": self.identity})
@@ -436,15 +492,26 @@ class Manager:
         return list(engine.polecats.values()) if engine is not None else []
 
     async def stop(self) -> None:
-        """Graceful shutdown (see the module doc); idempotent."""
+        """Graceful shutdown (see the module doc); idempotent.
+
+        The graceful part (drain the workers, release the Lease, flush Events) runs in
+        one cancel scope bounded by ``settings.shutdown_grace`` plus a few seconds for
+        the Lease and the Events; then the root group is cancelled.
+        """
         if self._stopped or not self._started:
             self._stopped = True
             return
         self._stopped = True
-        await self._stop_engine(self.settings.shutdown_grace)
-        if self._elector is not None:
-            await self._elector.release()
-        await self._shutdown_rest(flush_events=True)
+        grace = self.settings.shutdown_grace
+        with anyio.move_on_after(grace + _RELEASE_AND_FLUSH) as scope:
+            await self._stop_engine(grace)
+            if self._elector is not None:
+                await self._elector.release()
+            if self._recorder is not None:
+                await self._recorder.close(grace=2.0)
+        if scope.cancelled_caught:
+            logger.warning("graceful shutdown took longer than %.1fs; cancelling", grace + _RELEASE_AND_FLUSH)
+        await self._shutdown_rest()
 
     async def abort(self) -> None:
         """Stop as a crash would, for tests: no lease release, no grace, no Event flush."""
@@ -452,16 +519,18 @@ class Manager:
             return
         self._stopped = True
         await self._stop_engine(0.0)
-        await self._shutdown_rest(flush_events=False)
+        await self._shutdown_rest()
 
-    async def _shutdown_rest(self, *, flush_events: bool) -> None:
-        if self._recorder is not None and flush_events:
-            await self._recorder.close(grace=2.0)
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await _close_all(self._executors.values())
+    async def _shutdown_rest(self) -> None:
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+        if self._root is not None:
+            await self._root
+        for executor in {id(e): e for e in self._executors.values()}.values():
+            try:
+                await executor.aclose()
+            except Exception:
+                logger.exception("closing the %s executor failed", type(executor).__name__)
         if self._webhook is not None:
             with contextlib.suppress(Exception):
                 await self._webhook.stop()
@@ -471,19 +540,11 @@ class Manager:
             await self._api.close()
 
 
-async def _close_all(objects: Any) -> None:
-    """Close executors that hold resources (SSH connections): ``aclose()`` or ``close()``."""
-    seen: set[int] = set()
-    for obj in objects:
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        closer: Callable[[], Any] | None = getattr(obj, "aclose", None) or getattr(obj, "close", None)
-        if closer is None:
-            continue
-        try:
-            result = closer()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("closing %s failed", type(obj).__name__)
+_RELEASE_AND_FLUSH = 5.0
+"""Seconds on top of the grace period for releasing the Lease and flushing Events."""
+
+
+async def _set_then_cancel(event: asyncio.Event, scope: anyio.CancelScope) -> None:
+    """Wait for ``event``, then cancel ``scope`` (the first of several events wins)."""
+    await event.wait()
+    scope.cancel()

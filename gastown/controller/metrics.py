@@ -126,6 +126,13 @@ class ControllerMetrics:
         self.events_dropped = Counter(
             "gastown_events_dropped_total", "Events dropped (queue full or write failed).", registry=registry
         )
+        self.task_deaths = Counter(
+            "gastown_task_deaths_total",
+            "Long-lived tasks (informers, Event senders, elector, webhook) that ended unasked; "
+            "each one shuts the process down for a restart.",
+            ["task"],
+            registry=registry,
+        )
         self.leader = Gauge(
             "gastown_leader", "1 while this replica holds the leader lease.", registry=registry
         )
@@ -175,3 +182,9 @@ class ControllerMetrics:
     def on_event_dropped(self) -> None:
         """An Event was dropped."""
         self.events_dropped.inc()
+
+    # -- supervisor ---------------------------------------------------------------
+
+    def on_task_death(self, task: str) -> None:
+        """A supervised task died."""
+        self.task_deaths.labels(task=task).inc()

@@ -109,3 +109,10 @@ class Executor(Protocol):
     def attach_command(self, polecat: Polecat) -> list[str]:
         """The argv a user runs to attach to the work (ssh+tmux attach, kubectl attach)."""
         ...
+
+    async def aclose(self) -> None:
+        """Release what the executor holds (SSH connections); called once, at shutdown.
+
+        The manager calls it after the engine has stopped, so no call is in flight.
+        """
+        ...

@@ -37,10 +37,11 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown import certificates
+from gastown.api.paths import resource_path
+from gastown.kube import STRATEGIC_MERGE_PATCH, Fault, KubeClient, classify, retry_transient
 from gastown.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 CA_VALIDITY: Final = timedelta(days=3650)
 CERT_VALIDITY: Final = timedelta(days=365)
 RENEW_FRACTION: Final = 1 / 3  # renew when this fraction of the lifetime is left
-REQUEST_TIMEOUT: Final = (5.0, 15.0)
+REQUEST_TIMEOUT: Final = 15.0
 
 KEY_CERT: Final = "tls.crt"
 KEY_KEY: Final = "tls.key"
@@ -229,8 +230,8 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _bundle_from_secret(secret: Any) -> CertBundle | None:
-    data = secret.data or {}
+def _bundle_from_secret(secret: dict[str, Any]) -> CertBundle | None:
+    data = secret.get("data") or {}
     try:
         values = {k: base64.b64decode(data[k]) for k in (KEY_CERT, KEY_KEY, KEY_CA, KEY_CA_KEY)}
     except (KeyError, ValueError, TypeError):
@@ -258,7 +259,7 @@ class CertManager:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        client: KubeClient,
         settings: Settings,
         cert_dir: Path,
         *,
@@ -267,11 +268,15 @@ class CertManager:
         cert_validity: timedelta = CERT_VALIDITY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._core = client.CoreV1Api(api)
-        self._admission = client.AdmissionregistrationV1Api(api)
+        self._client = client
         self._namespace = settings.operator_namespace
         self._secret_name = settings.webhook_secret_name
         self._config_name = settings.webhook_config_name
+        self._secrets = resource_path("", "v1", "secrets", namespace=self._namespace)
+        self._secret = resource_path("", "v1", "secrets", namespace=self._namespace, name=self._secret_name)
+        self._config = resource_path(
+            "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", name=self._config_name
+        )
         self._dns_names = service_dns_names(settings.webhook_service_name, settings.operator_namespace)
         self.cert_dir = cert_dir
         self.check_interval = check_interval
@@ -290,13 +295,17 @@ class CertManager:
         return self.cert_dir / KEY_KEY
 
     async def ensure(self) -> CertBundle:
-        """One round: settle the Secret, write the files, patch caBundle."""
-        bundle = await self._settle_secret()
+        """One round: settle the Secret, write the files, patch caBundle.
+
+        Transient apiserver faults are retried a few times (the first round runs at
+        startup, where giving up means the process exits).
+        """
+        bundle = await retry_transient(self._settle_secret, what="settling the webhook certificate Secret")
         if bundle != self._written:
             await asyncio.to_thread(write_pair, self.cert_dir, bundle.cert, bundle.key)
             self._written = bundle
         self.bundle = bundle
-        await self._patch_ca_bundle(bundle.ca_bundle)
+        await retry_transient(lambda: self._patch_ca_bundle(bundle.ca_bundle), what="patching caBundle")
         return bundle
 
     async def run(self) -> None:
@@ -314,15 +323,14 @@ class CertManager:
             except Exception:
                 log.exception("managing the webhook certificate failed; retrying")
 
-    async def _read(self) -> Any:
+    async def _read(self) -> dict[str, Any] | None:
         try:
-            return await self._core.read_namespaced_secret(
-                self._secret_name, self._namespace, _request_timeout=REQUEST_TIMEOUT
-            )
+            secret: dict[str, Any] = await self._client.get(self._secret, request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
-            if exc.status == 404:
+            if classify(exc) is Fault.NOT_FOUND:
                 return None
             raise
+        return secret
 
     async def _settle_secret(self) -> CertBundle:
         for _ in range(5):
@@ -338,36 +346,36 @@ class CertManager:
             if wanted is None:
                 assert current is not None
                 return current
-            body = client.V1Secret(
-                metadata=client.V1ObjectMeta(
-                    name=self._secret_name,
-                    namespace=self._namespace,
-                    labels=MANAGED_BY,
-                    resource_version=secret.metadata.resource_version if secret is not None else None,
-                ),
-                type="kubernetes.io/tls",
-                data={
+            metadata: dict[str, Any] = {
+                "name": self._secret_name,
+                "namespace": self._namespace,
+                "labels": MANAGED_BY,
+            }
+            if secret is not None:
+                metadata["resourceVersion"] = (secret.get("metadata") or {}).get("resourceVersion")
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata,
+                "type": "kubernetes.io/tls",
+                "data": {
                     KEY_CERT: _b64(wanted.cert),
                     KEY_KEY: _b64(wanted.key),
                     KEY_CA: _b64(wanted.ca_bundle),
                     KEY_CA_KEY: _b64(wanted.ca_key),
                 },
-            )
+            }
             try:
                 if secret is None:
-                    await self._core.create_namespaced_secret(
-                        self._namespace, body, _request_timeout=REQUEST_TIMEOUT
-                    )
+                    await self._client.create(self._secrets, body, request_timeout=REQUEST_TIMEOUT)
                     log.info("created webhook certificate Secret %s/%s", self._namespace, self._secret_name)
                 else:
-                    await self._core.replace_namespaced_secret(
-                        self._secret_name, self._namespace, body, _request_timeout=REQUEST_TIMEOUT
-                    )
+                    await self._client.replace(self._secret, body, request_timeout=REQUEST_TIMEOUT)
                     log.info(
                         "renewed webhook certificate in Secret %s/%s", self._namespace, self._secret_name
                     )
             except ApiException as exc:
-                if exc.status in (409,):  # another replica got there first: use theirs
+                if classify(exc) is Fault.CONFLICT:  # another replica got there first: use theirs
                     continue
                 raise
             return wanted
@@ -377,11 +385,9 @@ class CertManager:
 
     async def _patch_ca_bundle(self, ca_bundle: bytes) -> None:
         try:
-            config = await self._admission.read_validating_webhook_configuration(
-                self._config_name, _request_timeout=REQUEST_TIMEOUT
-            )
+            config = await self._client.get(self._config, request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
-            if exc.status == 404:
+            if classify(exc) is Fault.NOT_FOUND:
                 log.warning(
                     "ValidatingWebhookConfiguration %s not found; caBundle not set (will retry)",
                     self._config_name,
@@ -389,15 +395,19 @@ class CertManager:
                 return
             raise
         wanted = _b64(ca_bundle)
-        stale = [w.name for w in config.webhooks or [] if (w.client_config.ca_bundle or "") != wanted]
+        webhooks = config.get("webhooks") or []
+        stale = [
+            w.get("name") for w in webhooks if ((w.get("clientConfig") or {}).get("caBundle") or "") != wanted
+        ]
         if not stale:
             return
-        # A dict body is sent as a strategic merge patch (kubernetes_asyncio picks it for
-        # built-in types); webhooks merge by name, so only caBundle of these changes.
+        # A strategic merge patch: webhooks merge by name, so only caBundle of these changes.
         patch = {"webhooks": [{"name": name, "clientConfig": {"caBundle": wanted}} for name in stale]}
-        await self._admission.patch_validating_webhook_configuration(
-            self._config_name,
-            patch,
-            _request_timeout=REQUEST_TIMEOUT,
+        await self._client.request(
+            "PATCH",
+            self._config,
+            body=patch,
+            content_type=STRATEGIC_MERGE_PATCH,
+            request_timeout=REQUEST_TIMEOUT,
         )
         log.info("patched caBundle of %s (%s)", self._config_name, ", ".join(stale))

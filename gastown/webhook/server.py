@@ -1,15 +1,17 @@
 """The admission webhook's HTTPS server: ``POST /validate-polecat``.
 
 :class:`WebhookServer` is one part of the operator process (the controller wires it in):
-``await start()`` binds and serves, ``await stop()`` stops and cancels everything it
-started, ``port`` is the bound port (so tests can ask for port 0).
+``await start()`` loads TLS, binds and serves; ``await run()`` is its long-lived task
+(the certificate reloader and, with self-managed certificates, the certificate manager,
+in one anyio task group), owned and cancelled by the caller (the manager supervises it);
+``await stop()`` stops serving. ``port`` is the bound port (so tests can ask for port 0).
 
 TLS comes from ``settings.webhook_cert_dir`` (``tls.crt``/``tls.key``, e.g. a Secret
 mounted by cert-manager), reloaded when the files change; or, with no directory set,
 from certificates the operator manages itself (:mod:`gastown.webhook.certs`), which
-needs an ApiClient.
+needs an apiserver client (:class:`gastown.kube.KubeClient`).
 
-The handler is the pure :func:`gastown.webhook.review.review` plus, when an ApiClient
+The handler is the pure :func:`gastown.webhook.review.review` plus, when a client
 is given, lookups of the Secrets/ConfigMaps a Polecat references, turned into warnings
 (never denials: a Secret may legitimately be created after the Polecat). Lookups run
 concurrently under a short overall timeout; if the cluster is slow the review goes out
@@ -20,7 +22,6 @@ bodies get 400, oversized ones 413, and a bug in a rule becomes a denial that sa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import tempfile
@@ -30,11 +31,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import anyio
 import orjson
 from aiohttp import web
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown.api.paths import resource_path
+from gastown.kube import Fault, KubeClient, classify
 from gastown.metrics import WebhookObserver
 from gastown.settings import Settings
 from gastown.webhook import review, rules
@@ -59,7 +62,7 @@ class WebhookServer:
     def __init__(
         self,
         settings: Settings,
-        api: client.ApiClient | None = None,
+        client: KubeClient | None = None,
         *,
         cert_poll_interval: float = 5.0,
         lookup_timeout: float = LOOKUP_TIMEOUT,
@@ -67,12 +70,10 @@ class WebhookServer:
     ) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._api = api
-        self._core = client.CoreV1Api(api) if api is not None else None
+        self._client = client
         self._cert_poll_interval = cert_poll_interval
         self._lookup_timeout = lookup_timeout
         self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._tmpdir: Path | None = None
         self.reloader: CertReloader | None = None
         self.cert_manager: CertManager | None = None
@@ -96,33 +97,33 @@ class WebhookServer:
             backlog=1024,
         )
         await site.start()
-        self._tasks.append(asyncio.create_task(self.reloader.run(), name="webhook-cert-reload"))
-        if self.cert_manager is not None:
-            self._tasks.append(asyncio.create_task(self.cert_manager.run(), name="webhook-cert-manager"))
         log.info("admission webhook serving https://%s:%d%s", self._settings.webhook_host, self.port, PATH)
 
     async def _certificate_files(self) -> tuple[Path, Path]:
         if self._settings.webhook_cert_dir is not None:
             directory = self._settings.webhook_cert_dir
             return directory / "tls.crt", directory / "tls.key"
-        if self._api is None:
+        if self._client is None:
             raise ValueError(
                 "the webhook needs certificates: set webhook_cert_dir (GASTOWN_WEBHOOK_CERT_DIR) "
-                "or give it an ApiClient to manage its own"
+                "or give it an apiserver client to manage its own"
             )
         self._tmpdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="gastown-webhook-"))
-        self.cert_manager = CertManager(self._api, self._settings, self._tmpdir)
+        self.cert_manager = CertManager(self._client, self._settings, self._tmpdir)
         await self.cert_manager.ensure()
         return self.cert_manager.cert_file, self.cert_manager.key_file
 
+    async def run(self) -> None:
+        """Reload the certificate files (and manage the certificate) until cancelled."""
+        if self.reloader is None:
+            raise RuntimeError("start() the webhook server before run()")
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.reloader.run, name="webhook-cert-reload")
+            if self.cert_manager is not None:
+                group.start_soon(self.cert_manager.run, name="webhook-cert-manager")
+
     async def stop(self) -> None:
-        """Stop serving and cancel (and await) every task this server started."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop serving and remove the self-managed certificate files (cancel :meth:`run` first)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -162,7 +163,7 @@ class WebhookServer:
             return web.json_response({"error": str(exc)}, status=400), ""
         try:
             verdict = review.review(admission, self._settings)
-            if verdict.allowed and self._core is not None and self._wants_lookups(admission):
+            if verdict.allowed and self._client is not None and self._wants_lookups(admission):
                 verdict = verdict.with_warnings(await self._reference_warnings(admission))
             response = review.build_response(admission, verdict)
         except Exception:
@@ -215,23 +216,13 @@ class WebhookServer:
         return [w for w in found if w is not None]
 
     async def _check_reference(self, namespace: str, ref: rules.Reference) -> str | None:
-        assert self._core is not None
-        timeout = (self._lookup_timeout, self._lookup_timeout)
+        assert self._client is not None
+        plural = "secrets" if ref.kind == "Secret" else "configmaps"
+        path = resource_path("", "v1", plural, namespace=namespace, name=ref.name)
         try:
-            if ref.kind == "Secret":
-                secret = await self._core.read_namespaced_secret(
-                    ref.name, namespace, _request_timeout=timeout
-                )
-                keys = set(secret.data or {}) | set(secret.string_data or {})
-                kind_of = secret.type
-            else:
-                config_map = await self._core.read_namespaced_config_map(
-                    ref.name, namespace, _request_timeout=timeout
-                )
-                keys = set(config_map.data or {}) | set(config_map.binary_data or {})
-                kind_of = None
+            obj = await self._client.get(path, request_timeout=self._lookup_timeout)
         except ApiException as exc:
-            if exc.status == 404:
+            if classify(exc) is Fault.NOT_FOUND:
                 return (
                     f"{ref.field}: {ref.kind} {ref.name!r} was not found in namespace {namespace!r}; "
                     "the agent Pod cannot start until it exists"
@@ -241,6 +232,12 @@ class WebhookServer:
         except (OSError, ValueError, aiohttp.ClientError) as exc:  # connection trouble: no warning
             log.debug("looking up %s %s/%s failed: %s", ref.kind, namespace, ref.name, exc)
             return None
+        if ref.kind == "Secret":
+            keys = set(obj.get("data") or {}) | set(obj.get("stringData") or {})
+            kind_of = obj.get("type")
+        else:
+            keys = set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
+            kind_of = None
         if ref.secret_type is not None and kind_of != ref.secret_type:
             return f"{ref.field}: Secret {ref.name!r} has type {kind_of!r}; expected {ref.secret_type!r}"
         if ref.key is not None and ref.key not in keys:

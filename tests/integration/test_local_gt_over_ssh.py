@@ -52,7 +52,7 @@ async def executor(ssh_settings: SSHSettings, town: Path) -> AsyncIterator[Local
     try:
         yield ex
     finally:
-        await ex.close()
+        await ex.aclose()
 
 
 def gt_polecat(name: str, bead: str, **status_local: object) -> Polecat:
@@ -141,7 +141,7 @@ async def test_never_slung_twice(ssh_settings: SSHSettings, executor: LocalExecu
     try:
         again = await restarted.dispatch(p)
     finally:
-        await restarted.close()
+        await restarted.aclose()
     assert again.phase is Phase.WORKING
     assert again.local is not None and again.local.polecatName == "Toast"
     assert len(slings(town)) == 1
@@ -220,5 +220,5 @@ async def test_setup_errors_say_what_to_fix(ssh_settings: SSHSettings, town: Pat
                 await ex.dispatch(p)
             assert info.value.reason == reason, info.value.message
         finally:
-            await ex.close()
+            await ex.aclose()
     assert slings(town) == []  # each refused before anything was slung

@@ -54,7 +54,7 @@ async def executor(ssh_settings: SSHSettings, tmux_socket: str) -> AsyncIterator
     try:
         yield ex
     finally:
-        await ex.close()
+        await ex.aclose()
 
 
 async def settle(ex: LocalExecutor, p: Polecat) -> Phase | None:
@@ -168,7 +168,7 @@ async def test_gt_gets_the_task_on_stdin_and_a_hostile_town_path_literally(
         assert list(canary.iterdir()) == []
         assert (await ex.release(p, force=True)).done
     finally:
-        await ex.close()
+        await ex.aclose()
         await kill_tmux_server(town_socket_name(str(town), os.path.realpath(town)))
 
 
@@ -195,6 +195,6 @@ async def test_hostile_bead_or_rig_is_rejected_before_any_command(
         with pytest.raises(UserError):
             await ex.observe(bad)
     finally:
-        await ex.close()
+        await ex.aclose()
     assert gt_calls(town) == []
     assert list(canary.iterdir()) == []

@@ -30,7 +30,7 @@ async def executor(ssh_settings: SSHSettings, tmux_socket: str) -> AsyncIterator
     try:
         yield ex
     finally:
-        await ex.close()
+        await ex.aclose()
 
 
 async def tmux_has(socket: str, session: str) -> bool:

@@ -125,7 +125,7 @@ async def test_tmux_polecat_survives_a_restart_and_runs_once(own_sshd: UserSshd,
             assert obs.phase is Phase.DONE
         assert sorted(runs.read_text().splitlines()) == ["late", "run"]
     finally:
-        await ex.close()
+        await ex.aclose()
         await kill_tmux_server(socket)
 
 
@@ -153,5 +153,5 @@ async def test_gt_polecat_is_slung_once_across_a_restart(own_sshd: UserSshd, tmp
         assert [c["argv"][:1] for c in gt_calls(town)].count(["sling"]) == 1
         assert (await retrying(lambda: ex.release(p, force=True))).done
     finally:
-        await ex.close()
+        await ex.aclose()
         await kill_tmux_server(town_socket_name(str(town), os.path.realpath(town)))

@@ -2,7 +2,7 @@
 
 ``KubernetesExecutor`` reads Pods from the controller's informer cache (the ``pods``
 lookup, keyed by namespace and Pod name, returning slim Pod dicts) and writes through
-the API. It talks to the apiserver with raw JSON (``_preload_content=False``): the
+the process's one apiserver client (:class:`gastown.kube.KubeClient`, raw JSON): the
 Pod is built as a dict and never round-trips through the generated model classes.
 
 Contract points:
@@ -18,32 +18,32 @@ Contract points:
 * ``terminate`` deletes the Pod (with a uid precondition, so only ours) and keeps the
   Polecat; the Pod's grace period lets the runner commit and push first.
 * ``release`` has nothing to do: owner references garbage-collect the Pod.
-* API errors: 400/403/404/422 → ``UserError`` (a clear message naming the object),
-  429, 5xx, 401, timeouts and connection faults → ``TransientError``.
+* API errors are sorted by :func:`gastown.kube.classify` (the one classifier) and
+  mapped once, in :func:`api_error`: INVALID, NOT_FOUND and FORBIDDEN (401/403: the
+  operator's RBAC or credentials) → ``UserError`` with a message naming the object;
+  TRANSIENT and CONFLICT → ``TransientError``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.models import KIND, TERMINAL_PHASES, DesiredState, KubernetesStatus, Phase, Polecat
+from gastown.api.paths import resource_path
 from gastown.executors.base import ExecutorError, Observation, Release, TransientError, UserError
 from gastown.executors.kubernetes.observer import observe_pod, slim_pod
 from gastown.executors.kubernetes.pod import AGENT_CONTAINER, CLONE_CONTAINER, build_pod, pod_name
+from gastown.kube import METADATA_ONLY, Fault, KubeClient, classify, error_message, loads
 from gastown.settings import PodDefaults
 
 PodLookup = Callable[[str, str], dict[str, Any] | None]
 
-CONNECT_TIMEOUT = 10.0
-# Every request has a deadline (kubernetes_asyncio's default is none at all).
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT, sock_read=30.0, total=60.0)
-_METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+LOG_READ_TIMEOUT = 60.0
+"""Inactivity limit on a log read that does not follow (a followed one has none)."""
 
 
 class KubernetesExecutor:
@@ -51,13 +51,13 @@ class KubernetesExecutor:
 
     def __init__(
         self,
-        api: ApiClient,
+        client: KubeClient,
         pods: PodLookup,
         defaults: PodDefaults,
         *,
         check_references: bool = True,
     ) -> None:
-        self._api = api
+        self._client = client
         self._pods = pods
         self._defaults = defaults
         self._check_references = check_references
@@ -88,17 +88,21 @@ class KubernetesExecutor:
         body = build_pod(polecat, self._defaults)  # raises UserError without spec.kubernetes
         if self._check_references:
             await self._check_referenced_objects(polecat)
-        status, data = await self._request("POST", f"/api/v1/namespaces/{_q(ns)}/pods", body=body)
-        if status in (200, 201):
-            return observe_pod(slim_pod(data), polecat)
-        if status == 409:
-            status, data = await self._request("GET", f"/api/v1/namespaces/{_q(ns)}/pods/{_q(name)}")
-            if status == 404:
-                raise TransientError("PodConflict", f"Pod {name} existed and is gone again; retrying")
-            if status != 200:
-                raise api_error(status, data, f"reading Pod {name}")
-            return self._observe_owned(slim_pod(data), polecat, raise_errors=True)
-        raise api_error(status, data, f"creating Pod {name} in namespace {ns}")
+        try:
+            created = await self._client.create(_pods_path(ns), body)
+            return observe_pod(slim_pod(created), polecat)
+        except Exception as exc:
+            if classify(exc) is not Fault.CONFLICT:
+                raise api_error(exc, f"creating Pod {name} in namespace {ns}") from exc
+        try:  # AlreadyExists: the cache lags behind an earlier create; is it ours?
+            existing = await self._client.get(_pods_path(ns, name))
+        except Exception as exc:
+            if classify(exc) is Fault.NOT_FOUND:
+                raise TransientError(
+                    "PodConflict", f"Pod {name} existed and is gone again; retrying"
+                ) from exc
+            raise api_error(exc, f"reading Pod {name}") from exc
+        return self._observe_owned(slim_pod(existing), polecat, raise_errors=True)
 
     async def terminate(self, polecat: Polecat) -> Observation:
         """Delete the Pod (the runner pushes within its grace period); keep the Polecat."""
@@ -123,12 +127,13 @@ class KubernetesExecutor:
             uid = (cached.get("metadata") or {}).get("uid")
             if uid:
                 body["preconditions"] = {"uid": uid}
-        status, data = await self._request(
-            "DELETE", f"/api/v1/namespaces/{_q(ns)}/pods/{_q(name)}", body=body
-        )
-        if status in (200, 202, 404, 409):  # deleted, deleting, gone, or replaced by a Pod not ours
-            return done
-        raise api_error(status, data, f"deleting Pod {name}")
+        try:
+            await self._client.delete(_pods_path(ns, name), body=body)
+        except Exception as exc:
+            # Gone already, or replaced by a Pod not ours (the uid precondition failed).
+            if classify(exc) not in (Fault.NOT_FOUND, Fault.CONFLICT):
+                raise api_error(exc, f"deleting Pod {name}") from exc
+        return done
 
     async def release(self, polecat: Polecat, *, force: bool) -> Release:
         """Nothing to clean up: garbage collection follows the owner reference."""
@@ -138,24 +143,30 @@ class KubernetesExecutor:
     async def logs(self, polecat: Polecat, *, follow: bool) -> AsyncIterator[str]:
         """Stream the agent container's log lines; the clone's while the agent has not started."""
         ns, name = polecat.metadata.namespace, pod_name(polecat)
-        path = f"/api/v1/namespaces/{_q(ns)}/pods/{_q(name)}/log"
-        deadline = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT, sock_read=None if follow else 60.0)
-        response = None
+        path = _pods_path(ns, name) + "/log"
         for container in (AGENT_CONTAINER, CLONE_CONTAINER):
-            query = [("container", container)] + ([("follow", "true")] if follow else [])
-            response = await self._open(path, query, deadline)
-            if response.status == 200:
-                break
-            data = await _read_json(response)
-            # 400: the container has not started (agent waiting on the init container).
-            if response.status != 400 or container == CLONE_CONTAINER:
-                raise api_error(response.status, data, f"reading the logs of Pod {name}")
-        assert response is not None
-        try:
-            async for raw in response.content:
-                yield raw.decode(errors="replace").rstrip("\n")
-        finally:
-            response.release()
+            query: dict[str, str | bool] = {"container": container}
+            if follow:
+                query["follow"] = True
+            try:
+                async with self._client.stream(
+                    path,
+                    query=query,
+                    accept="text/plain, application/json",
+                    inactivity_timeout=None if follow else LOG_READ_TIMEOUT,
+                ) as content:
+                    async for raw in content:
+                        yield raw.decode(errors="replace").rstrip("\n")
+                return
+            except ApiException as exc:
+                # 400: the container has not started (agent waiting on the init container).
+                if exc.status != 400 or container == CLONE_CONTAINER:
+                    raise api_error(exc, f"reading the logs of Pod {name}") from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise api_error(exc, f"reading the logs of Pod {name}") from exc
+
+    async def aclose(self) -> None:
+        """Nothing to close: the API client belongs to the manager."""
 
     def attach_command(self, polecat: Polecat) -> list[str]:
         """``kubectl logs --follow`` of the agent container (the agent is non-interactive)."""
@@ -226,78 +237,29 @@ class KubernetesExecutor:
             )
         for resource, obj, field, fix in checks:
             kind = "Secret" if resource == "secrets" else "ConfigMap"
-            status, data = await self._request(
-                "GET", f"/api/v1/namespaces/{_q(ns)}/{resource}/{_q(obj)}", accept=_METADATA_ONLY
-            )
-            if status == 200:
+            try:
+                await self._client.get(
+                    resource_path("", "v1", resource, namespace=ns, name=obj), accept=METADATA_ONLY
+                )
                 continue
-            if status == 404:
-                raise UserError(
-                    f"{kind}NotFound", f"{kind} {obj} ({field}.name) does not exist in namespace {ns}: {fix}"
-                )
-            if status == 403:
-                raise UserError(
-                    "Forbidden",
-                    f"the operator may not read {kind} {obj} ({field}.name) in namespace {ns}: grant its "
-                    f"service account get on {resource} there (only metadata is read)",
-                )
-            raise api_error(status, data, f"checking {kind} {obj} ({field}.name)")
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: dict[str, Any] | None = None,
-        accept: str = "application/json",
-    ) -> tuple[int, dict[str, Any]]:
-        """One JSON request; returns (HTTP status, decoded body). Network faults are transient."""
-        try:
-            response = await self._api.call_api(
-                path,
-                method,
-                header_params={"Accept": accept, "Content-Type": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-            return response.status, await _read_json(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientError("ApiUnreachable", f"{method} {path}: {exc or type(exc).__name__}") from exc
-
-    async def _open(
-        self, path: str, query: list[tuple[str, str]], deadline: aiohttp.ClientTimeout
-    ) -> aiohttp.ClientResponse:
-        try:
-            response: aiohttp.ClientResponse = await self._api.call_api(
-                path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": "text/plain, application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=deadline,
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientError("ApiUnreachable", f"GET {path}: {exc or type(exc).__name__}") from exc
-        return response
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is Fault.NOT_FOUND:
+                    raise UserError(
+                        f"{kind}NotFound",
+                        f"{kind} {obj} ({field}.name) does not exist in namespace {ns}: {fix}",
+                    ) from exc
+                if fault is Fault.FORBIDDEN:
+                    raise UserError(
+                        "Forbidden",
+                        f"the operator may not read {kind} {obj} ({field}.name) in namespace {ns}: grant "
+                        f"its service account get on {resource} there (only metadata is read)",
+                    ) from exc
+                raise api_error(exc, f"checking {kind} {obj} ({field}.name)") from exc
 
 
-def _q(segment: str) -> str:
-    return quote(segment, safe="")
-
-
-async def _read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    try:
-        raw = await response.read()
-    finally:
-        response.release()
-    try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
-        return {"message": raw.decode(errors="replace")[:500]}
-    return data if isinstance(data, dict) else {}
+def _pods_path(namespace: str, name: str | None = None) -> str:
+    return resource_path("", "v1", "pods", namespace=namespace, name=name)
 
 
 def _owner_uid(pod: dict[str, Any]) -> str | None:
@@ -324,18 +286,37 @@ def _finished(polecat: Polecat) -> Observation | None:
     )
 
 
-def api_error(status: int, data: dict[str, Any], doing: str) -> ExecutorError:
-    """The typed error for an apiserver answer ``status`` with Status body ``data``."""
-    message = str(data.get("message") or data.get("reason") or f"HTTP {status}")
-    text = f"{doing} failed: {message}"
-    if status == 429:
-        return TransientError("TooManyRequests", text)
-    if status >= 500 or status in (0, 401, 408, 409, 410):
+def api_error(exc: BaseException, doing: str) -> ExecutorError:
+    """The typed executor error for a failed request, by :func:`gastown.kube.classify`."""
+    text = f"{doing} failed: {_message(exc)}"
+    fault = classify(exc)
+    if fault is Fault.TRANSIENT:
+        status = getattr(exc, "status", None)
+        if status == 429:
+            return TransientError("TooManyRequests", text)
+        if isinstance(exc, ApiException):
+            return TransientError("ApiError", text)
+        return TransientError("ApiUnreachable", text)
+    if fault in (Fault.CONFLICT, Fault.GONE):
         return TransientError("ApiError", text)
-    if status == 403:
+    if fault is Fault.FORBIDDEN:
         return UserError("Forbidden", text)
-    if status == 404:
+    if fault is Fault.NOT_FOUND:
         return UserError("NotFound", text)
-    if status in (400, 422):
+    if fault is Fault.INVALID:
         return UserError("Invalid", text)
     return TransientError("ApiError", text)
+
+
+def _message(exc: BaseException) -> str:
+    """The apiserver's Status message, without the HTTP prefix of :func:`error_message`."""
+    body = getattr(exc, "body", None)
+    if isinstance(exc, ApiException) and body:
+        try:
+            data = loads(body)
+        except ValueError:
+            return str(body)[:500]
+        if isinstance(data, dict) and (data.get("message") or data.get("reason")):
+            return str(data.get("message") or data.get("reason"))
+        return f"HTTP {exc.status}"
+    return error_message(exc)

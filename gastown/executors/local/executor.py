@@ -88,7 +88,7 @@ class LocalExecutor:
         self._tmux: TmuxDispatcher | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the SSH connections (only a pool this executor created)."""
         if self._own_pool:
             await self.pool.close()

@@ -7,6 +7,7 @@ and certificate rotation by replacing the files while the server runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -61,9 +62,13 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[WebhookServer, LocalCA]]
     )
     server = WebhookServer(settings, None, cert_poll_interval=0.05)
     await server.start()
+    running = asyncio.create_task(server.run())  # the reloader; the manager supervises it in production
     try:
         yield server, ca
     finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
         await server.stop()
 
 
@@ -185,6 +190,7 @@ async def test_symlink_swap_like_a_mounted_secret(tmp_path: Path) -> None:
     settings = Settings(webhook_host="127.0.0.1", webhook_port=0, webhook_cert_dir=mount)
     server = WebhookServer(settings, cert_poll_interval=0.05)
     await server.start()
+    running = asyncio.create_task(server.run())
     try:
         local = LocalCA(mount, ca_cert, ca_key)
         v2 = x509.load_pem_x509_certificate((tmp_path / "v2" / "tls.crt").read_bytes()).serial_number
@@ -194,6 +200,9 @@ async def test_symlink_swap_like_a_mounted_secret(tmp_path: Path) -> None:
         tmp_link.replace(mount / "..data")
         await _wait_for_serial(server, local, v2)
     finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
         await server.stop()
 
 
@@ -204,14 +213,22 @@ async def test_start_without_certificates_is_refused() -> None:
     await server.stop()
 
 
-async def test_stop_cancels_its_tasks(tmp_path: Path) -> None:
+async def test_cancelling_run_stops_its_tasks(tmp_path: Path) -> None:
     make_local_ca(tmp_path)
     server = WebhookServer(Settings(webhook_host="127.0.0.1", webhook_port=0, webhook_cert_dir=tmp_path))
     await server.start()
-    tasks = list(server._tasks)
-    assert tasks and all(not t.done() for t in tasks)
+    running = asyncio.create_task(server.run())
+    for _ in range(100):  # wait until the reloader task is up
+        reloaders = [t for t in asyncio.all_tasks() if t.get_name() == "webhook-cert-reload"]
+        if reloaders:
+            break
+        await asyncio.sleep(0.01)
+    assert reloaders and not reloaders[0].done()
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    assert reloaders[0].done()
     await server.stop()
-    assert all(t.done() for t in tasks)
     with pytest.raises(RuntimeError):
         _ = server.port
 

@@ -8,25 +8,29 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import orjson
 import pytest
-from kubernetes_asyncio.client import ApiClient
 
 from gastown.api.models import Phase
 from gastown.executors.base import Executor, TransientError, UserError
 from gastown.executors.kubernetes.executor import KubernetesExecutor, api_error
+from gastown.kube import KubeClient
+from gastown.kube import api_error as http_error
 from gastown.settings import PodDefaults
 from tests.unit.executors.kubernetes.polecats import UID, polecat
 
 
 class _NoApi:
-    """Stands in for the ApiClient on paths that must not call the API: any use fails."""
+    """Stands in for the apiserver client on paths that must not call the API: any use fails."""
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the API was used ({name}) on a path that must only read the cache")
 
 
 def executor(pods: dict[tuple[str, str], dict[str, Any]]) -> KubernetesExecutor:
-    return KubernetesExecutor(cast(ApiClient, _NoApi()), lambda ns, name: pods.get((ns, name)), PodDefaults())
+    return KubernetesExecutor(
+        cast(KubeClient, _NoApi()), lambda ns, name: pods.get((ns, name)), PodDefaults()
+    )
 
 
 def running_pod(owner_uid: str | None = UID, kind: str = "Polecat") -> dict[str, Any]:
@@ -120,7 +124,7 @@ def test_attach_command() -> None:
         (403, UserError, "Forbidden"),
         (404, UserError, "NotFound"),
         (422, UserError, "Invalid"),
-        (401, TransientError, "ApiError"),
+        (401, UserError, "Forbidden"),
         (409, TransientError, "ApiError"),
         (429, TransientError, "TooManyRequests"),
         (500, TransientError, "ApiError"),
@@ -129,11 +133,18 @@ def test_attach_command() -> None:
     ],
 )
 def test_api_error_mapping(status: int, kind: type[Exception], reason: str) -> None:
-    err = api_error(status, {"message": 'pods "p" is forbidden: violates PodSecurity'}, "creating Pod p")
+    body = orjson.dumps({"message": 'pods "p" is forbidden: violates PodSecurity'})
+    err = api_error(http_error(status, "", body), "creating Pod p")
     assert isinstance(err, kind)
     assert err.reason == reason
     assert err.message == 'creating Pod p failed: pods "p" is forbidden: violates PodSecurity'
 
 
 def test_api_error_without_body() -> None:
-    assert api_error(502, {}, "doing x").message == "doing x failed: HTTP 502"
+    assert api_error(http_error(502, "Bad Gateway", b"{}"), "doing x").message == "doing x failed: HTTP 502"
+
+
+def test_a_connection_fault_is_transient() -> None:
+    err = api_error(TimeoutError(), "creating Pod p")
+    assert isinstance(err, TransientError)
+    assert err.reason == "ApiUnreachable"
