@@ -54,7 +54,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from gastown.api.paths import resource_path
 from gastown.backoff import Backoff, BackoffState
 from gastown.controller.compact import DictionaryCodec
-from gastown.kube import KubeClient, error_message
+from gastown.kube import Fault, KubeClient, classify, error_message
 
 logger = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ class Informer:
                 )
                 # A stalled stream is most likely the path to the server: reconnect at once.
             except Exception as exc:
-                if isinstance(exc, ApiException) and exc.status == 410:
+                if classify(exc) is Fault.GONE:
                     # The list's continue token expired mid-pagination.
                     rv = None
                     continue
@@ -441,7 +441,7 @@ class Informer:
                     rv = self._handle_line(line, rv)
                     backoff.reset()
         except ApiException as exc:
-            if exc.status == 410:
+            if classify(exc) is Fault.GONE:
                 raise _ExpiredError from exc
             raise
         finally:

@@ -34,7 +34,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.paths import resource_path
-from gastown.kube import KubeClient, error_message
+from gastown.kube import Fault, KubeClient, classify, error_message
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class LeaderElector:
         try:
             lease = await self._client.get(self._path, request_timeout=timeout)
         except ApiException as exc:
-            if exc.status != 404:
+            if classify(exc) is not Fault.NOT_FOUND:
                 raise
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -192,7 +192,7 @@ class LeaderElector:
             try:
                 self._lease = await self._client.create(self._collection, body, request_timeout=timeout)
             except ApiException as create_exc:
-                if create_exc.status == 409:
+                if classify(create_exc) is Fault.CONFLICT:
                     return False
                 raise
             self._observe(self._lease)
@@ -215,7 +215,7 @@ class LeaderElector:
         try:
             self._lease = await self._client.replace(self._path, body, request_timeout=timeout)
         except ApiException as exc:
-            if exc.status == 409:
+            if classify(exc) is Fault.CONFLICT:
                 return False  # someone else wrote first
             raise
         self._observe(self._lease)

@@ -30,6 +30,7 @@ from gastown.executors.base import Observation, UserError
 from gastown.executors.kubernetes.executor import KubernetesExecutor
 from gastown.executors.kubernetes.observer import slim_pod
 from gastown.executors.kubernetes.pod import build_pod, pod_name
+from gastown.kube import KubeClient
 from gastown.settings import PodDefaults
 from tests.integration.engine_support import install_crd
 
@@ -138,7 +139,7 @@ async def refresh(api: ApiClient, cache: dict[tuple[str, str], Any], ns: str, na
 async def test_pod_is_admitted_under_restricted_pod_security(k8s_api: ApiClient, restricted: str) -> None:
     polecat = await make_polecat(k8s_api, restricted)
     lookup, _ = api_lookup(k8s_api)
-    observation = await KubernetesExecutor(k8s_api, lookup, DEFAULTS).dispatch(polecat)
+    observation = await KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS).dispatch(polecat)
     assert observation.phase is Phase.DISPATCHING
 
     pod = await client.CoreV1Api(k8s_api).read_namespaced_pod(pod_name(polecat), restricted)
@@ -169,7 +170,7 @@ async def test_the_namespace_really_enforces_restricted(k8s_api: ApiClient, rest
 async def test_dispatch_twice_creates_one_pod(k8s_api: ApiClient, restricted: str) -> None:
     polecat = await make_polecat(k8s_api, restricted)
     lookup, _ = api_lookup(k8s_api)  # stays empty: the cache "lags" behind both dispatches
-    executor = KubernetesExecutor(k8s_api, lookup, DEFAULTS)
+    executor = KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS)
     first = await executor.dispatch(polecat)
     second = await executor.dispatch(polecat)  # 409 AlreadyExists → read back, owned → success
     assert first.phase is not None and second.phase is not None
@@ -184,7 +185,7 @@ async def test_a_foreign_pod_with_the_name_is_refused(k8s_api: ApiClient, restri
     await client.CoreV1Api(k8s_api).create_namespaced_pod(restricted, foreign)
     lookup, _ = api_lookup(k8s_api)
     with pytest.raises(UserError) as err:
-        await KubernetesExecutor(k8s_api, lookup, DEFAULTS).dispatch(polecat)
+        await KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS).dispatch(polecat)
     assert err.value.reason == "PodNameTaken"
 
 
@@ -210,7 +211,7 @@ async def test_missing_references_are_user_errors(
         await core.delete_namespaced_secret(missing, restricted)
     lookup, _ = api_lookup(k8s_api)
     with pytest.raises(UserError) as err:
-        await KubernetesExecutor(k8s_api, lookup, DEFAULTS).dispatch(polecat)
+        await KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS).dispatch(polecat)
     assert message in err.value.message
     assert (await core.list_namespaced_pod(restricted)).items == []
 
@@ -219,7 +220,7 @@ async def test_invalid_pod_is_a_user_error(k8s_api: ApiClient, restricted: str) 
     polecat = await make_polecat(k8s_api, restricted, resources={"limits": {"memory": "lots"}})
     lookup, _ = api_lookup(k8s_api)
     with pytest.raises(UserError) as err:
-        await KubernetesExecutor(k8s_api, lookup, DEFAULTS).dispatch(polecat)
+        await KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS).dispatch(polecat)
     assert err.value.reason == "Invalid"
     assert "creating Pod polecat-fix-login" in err.value.message
 
@@ -239,7 +240,7 @@ async def test_kwok_runs_the_pod_to_the_end(
     exit_code, message, phase, reason = outcome
     polecat = await make_polecat(k8s_api, restricted)
     lookup, cache = api_lookup(k8s_api)
-    executor = KubernetesExecutor(k8s_api, lookup, DEFAULTS)
+    executor = KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS)
     await executor.dispatch(polecat)
     name, ns = pod_name(polecat), restricted
 
@@ -262,7 +263,7 @@ async def test_kwok_runs_the_pod_to_the_end(
 async def test_terminate_deletes_the_pod_and_keeps_the_polecat(k8s_api: ApiClient, restricted: str) -> None:
     polecat = await make_polecat(k8s_api, restricted)
     lookup, cache = api_lookup(k8s_api)
-    executor = KubernetesExecutor(k8s_api, lookup, DEFAULTS)
+    executor = KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS)
     await executor.dispatch(polecat)
     await refresh(k8s_api, cache, restricted, pod_name(polecat))
     observation = await executor.terminate(polecat)
@@ -286,6 +287,6 @@ async def test_finished_work_is_not_recreated_when_the_pod_is_gone(
     polecat = await make_polecat(k8s_api, restricted)
     done = Polecat.from_dict({**polecat.to_dict(), "status": {"phase": "Done"}})
     lookup, _ = api_lookup(k8s_api)
-    observation = await KubernetesExecutor(k8s_api, lookup, DEFAULTS).dispatch(done)
+    observation = await KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS).dispatch(done)
     assert (observation.phase, observation.reason) == (Phase.DONE, "PodGone")
     assert (await client.CoreV1Api(k8s_api).list_namespaced_pod(restricted)).items == []

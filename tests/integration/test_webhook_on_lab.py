@@ -31,7 +31,9 @@ import yaml
 from cryptography import x509
 from kubernetes_asyncio import client
 
+from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
+from gastown.kube import KubeClient
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook import certs
 from gastown.webhook.server import PATH, WebhookServer
@@ -93,7 +95,7 @@ async def start_webhook(tmp: Path, api: client.ApiClient, *, local_mode: bool = 
         webhook_port=0,
         webhook_cert_dir=tmp,
     )
-    served.server = WebhookServer(settings, api, cert_poll_interval=0.1)
+    served.server = WebhookServer(settings, KubeClient(api), cert_poll_interval=0.1)
     await served.server.start()
     return served
 
@@ -262,8 +264,9 @@ async def inert_configuration(lab: Lab, name: str) -> AsyncIterator[None]:
 
 
 async def _ca_bundles(api: client.ApiClient, name: str) -> list[str]:
-    vwc = await client.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(name)
-    return [w.client_config.ca_bundle or "" for w in vwc.webhooks]
+    path = resource_path("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", name=name)
+    vwc = await KubeClient(api).get(path)
+    return [(w.get("clientConfig") or {}).get("caBundle") or "" for w in vwc.get("webhooks") or []]
 
 
 async def test_self_managed_certificates(
@@ -276,25 +279,26 @@ async def test_self_managed_certificates(
         webhook_host="127.0.0.1",
         webhook_port=0,
     )
-    core = client.CoreV1Api(k8s_api)
+    kube = KubeClient(k8s_api)
+    secret_path = resource_path("", "v1", "secrets", namespace=namespace, name=settings.webhook_secret_name)
     async with inert_configuration(lab, config_name):
         # Two replicas starting at once agree on one Secret.
-        one = certs.CertManager(k8s_api, settings, tmp_path / "a")
-        two = certs.CertManager(k8s_api, settings, tmp_path / "b")
+        one = certs.CertManager(KubeClient(k8s_api), settings, tmp_path / "a")
+        two = certs.CertManager(KubeClient(k8s_api), settings, tmp_path / "b")
         first, second = await asyncio.gather(one.ensure(), two.ensure())
         assert first == second
-        secret = await core.read_namespaced_secret(settings.webhook_secret_name, namespace)
-        assert secret.type == "kubernetes.io/tls"
-        assert base64.b64decode(secret.data["tls.crt"]) == first.cert
+        secret = await kube.get(secret_path)
+        assert secret["type"] == "kubernetes.io/tls"
+        assert base64.b64decode(secret["data"]["tls.crt"]) == first.cert
         assert (tmp_path / "a" / "tls.crt").read_bytes() == first.cert
         wanted = base64.b64encode(first.ca_bundle).decode()
         assert await _ca_bundles(k8s_api, config_name) == [wanted, wanted]
 
         # Nothing to do on the next round: the Secret is not rewritten.
-        version = secret.metadata.resource_version
+        version = secret["metadata"]["resourceVersion"]
         await one.ensure()
-        again = await core.read_namespaced_secret(settings.webhook_secret_name, namespace)
-        assert again.metadata.resource_version == version
+        again = await kube.get(secret_path)
+        assert again["metadata"]["resourceVersion"] == version
 
         # Someone resets caBundle (e.g. a re-apply of the manifest): the next round repairs it.
         await lab.kubectl(
@@ -305,7 +309,7 @@ async def test_self_managed_certificates(
         assert await _ca_bundles(k8s_api, config_name) == [wanted, wanted]
 
         # The operator's server serves it for the Service's DNS names.
-        server = WebhookServer(settings, k8s_api)
+        server = WebhookServer(settings, KubeClient(k8s_api))
         await server.start()
         try:
             ctx = ssl.create_default_context(cadata=first.ca_bundle.decode())
@@ -322,7 +326,10 @@ async def test_self_managed_certificates(
 
         # Time passes: the serving cert is renewed from the same CA, so caBundle stays.
         later = certs.CertManager(
-            k8s_api, settings, tmp_path / "a", clock=lambda: datetime.now(UTC) + timedelta(days=300)
+            KubeClient(k8s_api),
+            settings,
+            tmp_path / "a",
+            clock=lambda: datetime.now(UTC) + timedelta(days=300),
         )
         renewed = await later.ensure()
         assert renewed.cert != first.cert

@@ -60,6 +60,8 @@ async def running_operator(
         await manager.stop()
         for namespace in settings.namespaces:
             await drop_finalizers(KubeClient(api), namespace)
+    # No long-lived task may have died along the way (see gastown.controller.supervisor).
+    assert manager.failure is None, f"the operator lost a task: {manager.failure}"
 
 
 def pod_path(namespace: str, name: str | None = None) -> str:

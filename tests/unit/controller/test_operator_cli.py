@@ -87,3 +87,22 @@ def test_crd_prints_the_polecat_crd() -> None:
     crd = yaml.safe_load(result.output)
     assert crd["kind"] == "CustomResourceDefinition"
     assert crd["metadata"]["name"] == "polecats.gastown.gastown.io"
+
+
+def test_a_dead_task_exits_non_zero_for_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manager raised TaskDiedError (after its graceful stop): exit 3, one line, no traceback."""
+    from gastown.controller.supervisor import TaskDiedError  # noqa: PLC0415
+
+    class DyingManager:
+        def __init__(self, settings: Settings) -> None:
+            del settings
+
+        async def run(self) -> None:
+            raise TaskDiedError("informer-pods", "was cancelled")
+
+    monkeypatch.setattr(manager_module, "Manager", DyingManager)
+    monkeypatch.setattr("gastown.logging_setup.configure_logging", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(operator_cli.main, ["run"])
+    assert result.exit_code == operator_cli.EXIT_TASK_DIED == 3
+    assert "task 'informer-pods' was cancelled unexpectedly; exiting for a restart" in result.output
+    assert "Traceback" not in result.output
