@@ -26,7 +26,7 @@ async def serve(port: int, cert_dir: Path) -> None:
     await server.start()
     print("ready", flush=True)
     try:
-        await asyncio.Event().wait()
+        await server.run()  # the certificate reloader, as in the operator; runs until killed
     finally:
         await server.stop()
 

@@ -65,6 +65,15 @@ class ServedWebhook:
     ca_cert: bytes
     ca_key: bytes
     registered: list[str] = field(default_factory=list)
+    running: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Cancel the server's certificate tasks (the manager's job in production) and stop it."""
+        if self.running is not None:
+            self.running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.running
+        await self.server.stop()
 
     def rotate(self) -> int:
         """Write a new serving pair from the same CA; return its serial number."""
@@ -97,6 +106,7 @@ async def start_webhook(tmp: Path, api: client.ApiClient, *, local_mode: bool = 
     )
     served.server = WebhookServer(settings, KubeClient(api), cert_poll_interval=0.1)
     await served.server.start()
+    served.running = asyncio.create_task(served.server.run())  # reloads the rotated pair
     return served
 
 
@@ -148,7 +158,7 @@ async def webhook(
         async with registered(lab, served, namespace):
             yield served
     finally:
-        await served.server.stop()
+        await served.close()
 
 
 @pytest.mark.parametrize("example", WEBHOOK_EXAMPLES, ids=lambda e: e.id)
@@ -161,7 +171,7 @@ async def test_webhook_rejects_each_bad_example(
         async with registered(lab, served, namespace):
             rc, output = await apply_example(lab, namespace, example)
     finally:
-        await served.server.stop()
+        await served.close()
     assert rc != 0, output
     assert DENIED_BY in output, output
     assert example.message in output, output
