@@ -236,9 +236,10 @@ class KubeClient:
     for minutes but never longer than the apiserver's bookmark interval.
     """
 
-    def __init__(self, api: k8s_client.ApiClient, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, api: k8s_client.ApiClient, *, request_timeout: float | None = None) -> None:
         self.api = api
-        self.request_timeout = request_timeout
+        # Read when the client is made, so one setting (or a test's monkeypatch) covers all.
+        self.request_timeout = request_timeout if request_timeout is not None else REQUEST_TIMEOUT
         self._host = str(api.configuration.host).rstrip("/")
         self._server_hostname: str | None = api.rest_client.server_hostname
 

@@ -17,16 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 from kubernetes_asyncio import client
 
+import gastown.kube
 from gastown.controller.informer import InformerOptions
 from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
 from gastown.devcluster.lab import Lab
-from gastown.executors.kubernetes import executor as kubernetes_executor
 from gastown.kube import KubeClient, load_api_client
 from tests.integration.engine_support import engine_settings, install_crd
 from tests.support.fleet import create_burst, kubernetes_polecat, prepare_namespace, wait_converged
@@ -67,11 +66,8 @@ async def test_stalled_watch_is_restarted_by_the_watchdog(
     await install_crd(lab)
     kube = KubeClient(k8s_api)  # the test's own client goes straight to the apiserver
     await prepare_namespace(lab, kube, namespace)
-    monkeypatch.setattr(
-        kubernetes_executor,
-        "REQUEST_TIMEOUT",
-        aiohttp.ClientTimeout(sock_connect=REQUEST_TIMEOUT, sock_read=REQUEST_TIMEOUT, total=REQUEST_TIMEOUT),
-    )
+    # Every request of the operator's client (the Pod creates included) gets the short bound.
+    monkeypatch.setattr(gastown.kube, "REQUEST_TIMEOUT", REQUEST_TIMEOUT)
     before = [f"before-{i}" for i in range(5)]
     after = [f"after-{i}" for i in range(5)]
     async with StallProxy("127.0.0.1", lab.apiserver_port) as proxy, witnessed(lab, namespace) as ledger:
