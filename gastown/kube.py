@@ -49,9 +49,11 @@ is retried by the work queue, with its rate limit), setup code does (dev mode, t
 webhook's certificates).
 
 **Typed results where the hot path allows.** Bodies are parsed with orjson into plain
-dicts on the hot paths (the informer caches, status patches, Pod creates), where the
-generated models would cost more CPU than the round trip. Setup paths that read a few
-objects (the webhook's Secret and webhook configuration) read the same dicts.
+dicts (:data:`Obj`; ``get``/``create``/``replace``/``merge_patch``/``apply`` always return
+one, never None) on the hot paths (the informer caches, status patches, Pod creates),
+where the generated models would cost more CPU than the round trip; failures are typed
+by :class:`Fault`. Setup paths that read a few objects (the webhook's Secret and webhook
+configuration) read the same dicts rather than load a second, model-based client.
 
 The user CLI keeps :mod:`gastown.cli.kubeclient` as its thin front (kubeconfig and
 context like kubectl, errors turned into exit codes) and imports this module only when
@@ -90,6 +92,8 @@ CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 
 T = TypeVar("T")
+Obj = dict[str, Any]
+"""A Kubernetes object (or list) as parsed JSON: the hot paths' typed result."""
 
 QueryValue = str | int | bool
 Query = Mapping[str, QueryValue]
@@ -199,6 +203,11 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _object(parsed: Any) -> Obj:
+    """The answer as an object; an empty or non-object body is an empty dict."""
+    return parsed if isinstance(parsed, dict) else {}
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the same request later can succeed (``TRANSIENT`` or ``CONFLICT``)."""
     return classify(exc) in (Fault.TRANSIENT, Fault.CONFLICT)
@@ -303,35 +312,41 @@ class KubeClient:
         query: Query | None = None,
         accept: str = JSON,
         request_timeout: float | None = None,
-    ) -> Any:
+    ) -> Obj:
         """GET and parse (``accept=METADATA_ONLY`` for metadata alone)."""
-        return await self.request("GET", path, query=query, accept=accept, request_timeout=request_timeout)
+        return _object(
+            await self.request("GET", path, query=query, accept=accept, request_timeout=request_timeout)
+        )
 
-    async def create(self, path: str, body: Any, *, request_timeout: float | None = None) -> Any:
+    async def create(self, path: str, body: Any, *, request_timeout: float | None = None) -> Obj:
         """POST a new object to a collection."""
-        return await self.request("POST", path, body=body, request_timeout=request_timeout)
+        return _object(await self.request("POST", path, body=body, request_timeout=request_timeout))
 
-    async def replace(self, path: str, body: Any, *, request_timeout: float | None = None) -> Any:
+    async def replace(self, path: str, body: Any, *, request_timeout: float | None = None) -> Obj:
         """PUT an object (optimistic concurrency through its metadata.resourceVersion)."""
-        return await self.request("PUT", path, body=body, request_timeout=request_timeout)
+        return _object(await self.request("PUT", path, body=body, request_timeout=request_timeout))
 
-    async def merge_patch(self, path: str, patch: Any, *, request_timeout: float | None = None) -> Any:
+    async def merge_patch(self, path: str, patch: Any, *, request_timeout: float | None = None) -> Obj:
         """Apply a JSON merge patch (RFC 7386) and return the object as stored."""
-        return await self.request(
-            "PATCH", path, body=patch, content_type=MERGE_PATCH, request_timeout=request_timeout
+        return _object(
+            await self.request(
+                "PATCH", path, body=patch, content_type=MERGE_PATCH, request_timeout=request_timeout
+            )
         )
 
     async def apply(
         self, path: str, body: Any, *, field_manager: str, request_timeout: float | None = None
-    ) -> Any:
+    ) -> Obj:
         """Server-side apply ``body`` at ``path`` (create or update), forcing ownership of its fields."""
-        return await self.request(
-            "PATCH",
-            path,
-            query={"fieldManager": field_manager, "force": True},
-            body=body,
-            content_type=APPLY_PATCH,
-            request_timeout=request_timeout,
+        return _object(
+            await self.request(
+                "PATCH",
+                path,
+                query={"fieldManager": field_manager, "force": True},
+                body=body,
+                content_type=APPLY_PATCH,
+                request_timeout=request_timeout,
+            )
         )
 
     async def delete(self, path: str, *, body: Any = None, request_timeout: float | None = None) -> Any:

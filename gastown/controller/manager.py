@@ -443,7 +443,8 @@ class Manager:
             if self._webhook is not None:
                 supervise(group, "webhook", self._webhook.run)
             if self._elector is not None:
-                supervise(group, "leader-election", self._elector.run)
+                # release() at shutdown ends the campaign: returning is expected then.
+                supervise(group, "leader-election", self._elector.run, may_return=lambda: self._stopped)
             opened.set()
             await anyio.sleep_forever()
 

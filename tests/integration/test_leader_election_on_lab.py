@@ -104,6 +104,8 @@ class Replicas:
     async def stop(self) -> None:
         for mgr in self.managers.values():
             await mgr.stop()
+        # Campaigning, losing, releasing and stopping are all expected: no task "died".
+        assert [m.failure for m in self.managers.values()] == [None] * len(self.managers)
 
 
 @pytest.fixture
