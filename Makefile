@@ -11,9 +11,9 @@ IMAGE_APT_PACKAGES := buildah mmdebstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test deps system-deps image-deps images venv lab lint typecheck pytest reliability unit bench dev crd clean-lab
+.PHONY: test deps system-deps image-deps images venv lab node lint typecheck pytest reliability unit bench dev crd clean-lab
 
-test: deps lab images lint typecheck pytest
+test: deps lab node images lint typecheck pytest
 
 deps: system-deps venv
 
@@ -50,6 +50,25 @@ venv: $(VENV)/.installed
 # and helm from the Go modules pinned in gastown/devcluster/modules (first run only).
 lab: venv
 	$(PY) -m gastown.devcluster.binaries
+
+# The lab's real node (gastown/devcluster/node.py): containerd, runc, the CNI plugins and
+# iproute2 from Debian (their services are never started: the node runs its own
+# containerd), gcc for the pause image, and a kubelet built from the pinned module
+# gastown/devcluster/node_module into ~/.cache/gastown/node/<version>.
+NODE_APT_PACKAGES := containerd runc containernetworking-plugins iproute2 gcc libc6-dev
+node: lab
+	@missing=""; \
+	[ -x /usr/bin/containerd ] || missing="$$missing containerd"; \
+	[ -x /usr/sbin/runc ] || missing="$$missing runc"; \
+	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
+	[ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing="$$missing libc6-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(NODE_APT_PACKAGES); \
+	fi
+	$(PY) -m gastown.devcluster.node_binaries
 
 # The operator and agent images from Dockerfile and Dockerfile.agent, built with buildah
 # on a Debian base made here, as OCI archives for containerd (cached per source hash

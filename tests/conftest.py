@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.lab",
+    "tests.fixtures.real_node",
     "tests.fixtures.sshd",
 ]

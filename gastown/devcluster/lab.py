@@ -34,6 +34,7 @@ import aiohttp
 import yaml
 
 from gastown.devcluster import binaries, pki
+from gastown.devcluster.network import GATEWAY
 
 STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
 FAKE_NODE = "kwok-node-0"
@@ -115,6 +116,10 @@ class Lab:
     etcd_peer_port: int = field(default_factory=free_port)
     apiserver_port: int = field(default_factory=free_port)
     with_kwok: bool = True
+    # Set up for a real node (gastown.devcluster.node): the apiserver also serves on the
+    # Pod bridge's gateway, routes to webhook Services by their endpoints and holds a
+    # client certificate for the kubelet; the node lifecycle controller runs.
+    real_node: bool = False
     _children: dict[str, _Child] = field(default_factory=dict)
     _owns_workdir: bool = False
 
@@ -161,8 +166,13 @@ class Lab:
         workdir: Path | None = None,
         bin_dir: Path | None = None,
         with_kwok: bool = True,
+        real_node: bool = False,
     ) -> Lab:
-        """Start a fresh lab and return when the apiserver is ready and the fake node is up."""
+        """Start a fresh lab and return when the apiserver is ready and the fake node is up.
+
+        ``real_node=True`` prepares the lab for :class:`gastown.devcluster.node.RealNode`
+        (see ``real_node`` on the class); combine it with ``with_kwok=False``.
+        """
         owns = workdir is None
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="gastown-lab-"))
@@ -170,6 +180,7 @@ class Lab:
             bin_dir=bin_dir or binaries.bin_dir(),
             workdir=workdir,
             with_kwok=with_kwok,
+            real_node=real_node,
             _owns_workdir=owns,
         )
         try:
@@ -249,10 +260,15 @@ class Lab:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=("127.0.0.1", "10.96.0.1"),
+            ip_addresses=("127.0.0.1", "10.96.0.1", *((GATEWAY,) if self.real_node else ())),
             server=True,
         )
         pki.write(serving, self.pki_dir, "apiserver")
+        # The apiserver's identity towards kubelets (kubectl logs, exec, attach).
+        kubelet_client = pki.issue(
+            ca, "kube-apiserver-kubelet-client", organization="system:masters", client=True
+        )
+        pki.write(kubelet_client, self.pki_dir, "apiserver-kubelet-client")
         admin = pki.issue(ca, "lab-admin", organization="system:masters", client=True)
         pki.write(admin, self.pki_dir, "admin")
         pki.write(pki.service_account_keys(), self.pki_dir, "service-account")
@@ -319,11 +335,34 @@ class Lab:
 
     def _apiserver_argv(self) -> list[str]:
         p = self.pki_dir
+        if self.real_node:
+            node_flags = [
+                # Pods reach the apiserver on the bridge gateway (no kube-proxy for the
+                # kubernetes Service); 0.0.0.0 because the bridge may come after the apiserver.
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={GATEWAY}",
+                # No kube-proxy either for webhook Services: call their endpoints directly.
+                "--enable-aggregator-routing=true",
+                "--kubelet-preferred-address-types=Hostname,InternalIP",
+                "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
+                "DefaultTolerationSeconds,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,"
+                "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,TaintNodesByCondition",
+            ]
+        else:
+            node_flags = [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
+                "DefaultTolerationSeconds,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,"
+                "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+                # The node lifecycle controller is off (no kubelets), so nothing would ever
+                # lift the not-ready taint this plugin puts on new nodes.
+                "--disable-admission-plugins=TaintNodesByCondition",
+            ]
         return [
             self._bin("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *node_flags,
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
@@ -334,12 +373,8 @@ class Lab:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--authorization-mode=RBAC",
-            "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
-            "DefaultTolerationSeconds,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,"
-            "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
-            # The node lifecycle controller is off (no kubelets), so nothing would ever
-            # lift the not-ready taint this plugin puts on new nodes.
-            "--disable-admission-plugins=TaintNodesByCondition",
+            f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
             # A lab on two cores serves one operator under test: queueing by flow
@@ -353,13 +388,23 @@ class Lab:
 
     def _controller_manager_argv(self) -> list[str]:
         p = self.pki_dir
+        if self.real_node:
+            # A real kubelet: node lifecycle marks a silent node (and its Pods) NotReady,
+            # after 20 s rather than the default 50 s so a lost node shows quickly.
+            node_flags = [
+                "--controllers=*,-nodeipam,-bootstrapsigner,-tokencleaner",
+                "--node-monitor-period=2s",
+                "--node-monitor-grace-period=20s",
+            ]
+        else:
+            # No kubelets: node lifecycle would taint the fake node NotReady and evict.
+            node_flags = ["--controllers=*,-nodelifecycle,-nodeipam,-bootstrapsigner,-tokencleaner"]
         return [
             self._bin("kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig}",
             "--leader-elect=false",
             "--secure-port=0",
-            # No kubelets: node lifecycle would taint the fake node NotReady and evict.
-            "--controllers=*,-nodelifecycle,-nodeipam,-bootstrapsigner,-tokencleaner",
+            *node_flags,
             f"--service-account-private-key-file={p / 'service-account.key'}",
             f"--root-ca-file={p / 'ca.crt'}",
             "--use-service-account-credentials=false",

@@ -59,9 +59,9 @@ def _make_dir(path: Path, mode: int = 0o700) -> Path:
     return path
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -157,13 +157,16 @@ class UserSshd:
 
     # Lifecycle.
     @classmethod
-    async def launch(cls, workdir: Path, *, port: int | None = None, home: Path | None = None) -> UserSshd:
+    async def launch(
+        cls, workdir: Path, *, port: int | None = None, home: Path | None = None, host: str = "127.0.0.1"
+    ) -> UserSshd:
         """Create keys and config under ``workdir`` and start sshd; return it running.
 
         ``home``, when given, becomes $HOME of every session (sshd's ``SetEnv``): the
         sessions then see none of the user's dotfiles, so tests are isolated from
         them (and from their shell start-up cost). Sessions still start in the
-        user's real home directory.
+        user's real home directory. ``host`` is the address it listens on (e.g. the real
+        node's bridge gateway, where Pods reach it).
         """
         reason = sshd_available()
         if reason is not None:
@@ -173,7 +176,7 @@ class UserSshd:
             home = await asyncio.to_thread(_make_dir, home)
             if any(ch.isspace() or ch in "\"'\\" for ch in str(home)):
                 raise SshdError(f"home {home} must not contain spaces or quotes (sshd_config SetEnv)")
-        sshd = cls(workdir=workdir, port=port or _free_port(), home=home)
+        sshd = cls(workdir=workdir, port=port or _free_port(host), home=home, host=host)
         await sshd._prepare()
         await sshd._spawn()
         return sshd
@@ -181,10 +184,10 @@ class UserSshd:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(
-        cls, workdir: Path, *, port: int | None = None, home: Path | None = None
+        cls, workdir: Path, *, port: int | None = None, home: Path | None = None, host: str = "127.0.0.1"
     ) -> AsyncIterator[UserSshd]:
         """``async with UserSshd.start(workdir) as sshd``: launched on entry, stopped on exit."""
-        sshd = await cls.launch(workdir, port=port, home=home)
+        sshd = await cls.launch(workdir, port=port, home=home, host=host)
         try:
             yield sshd
         finally:

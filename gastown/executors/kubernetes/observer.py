@@ -12,6 +12,7 @@ ContainerCreating, PodInitializing)
 a container waiting with ImagePullBackOff,             Stuck, with Kubernetes' message
 ErrImagePull, CreateContainerConfigError (e.g. a
 missing Secret or key), ... ; phase Unknown
+Running, but Ready False without a kubelet's reason    Stuck, NodeNotReady (see below)
 Running                                                Working
 Succeeded, report says pushed                          Done, ``result`` from the report
 Succeeded, **no report** (see below)                   Done, reason NoResultReported
@@ -31,6 +32,13 @@ the expected work branch and a message saying nothing confirmed the push. Treati
 as Failed would contradict the Pod; treating it as a confirmed push would be a lie.
 A report that says ``pushed: false`` on a Succeeded Pod breaks the runner's contract
 (it exits non-zero then) and is reported as Failed/PushFailed.
+
+**A lost node.** When a kubelet stops reporting, its Pods stay ``Running`` (nobody is
+left to say otherwise); after the node's grace period the node lifecycle controller
+sets their ``Ready`` condition False, keeping the reason it had (none: a kubelet's
+Ready=True carries none). A kubelet that sets Ready False itself always gives a
+reason (``ContainersNotReady``, ``PodCompleted``). So Running + Ready False with no
+reason is read as the node being lost: Stuck, NodeNotReady, instead of Working forever.
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ STUCK_WAITING_REASONS = frozenset(
 )
 
 _CONDITION_FIELDS = ("type", "status", "reason", "message")
+# Reasons a kubelet gives when it sets a Pod's Ready condition False itself.
+_KUBELET_NOT_READY_REASONS = frozenset({"ContainersNotReady", "PodCompleted", "ReadinessGatesNotReady"})
 _STATE_FIELDS = {
     "waiting": ("reason", "message"),
     "running": ("startedAt",),
@@ -192,6 +202,17 @@ def observe_pod(pod: dict[str, Any] | None, polecat: Polecat) -> Observation:
             kubernetes=k8s,
         )
     deleting = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if pod_phase == "Running" and _node_lost(status):
+        return Observation(
+            phase=Phase.STUCK,
+            reason="NodeNotReady",
+            message=(
+                f"node {node} of Pod {name} stopped reporting (its kubelet is unreachable), so the "
+                f"agent's state is unknown: check the node; Kubernetes evicts the Pod after its "
+                f"not-ready toleration (300s by default)"
+            ),
+            kubernetes=k8s,
+        )
     if pod_phase == "Running":
         if deleting:
             return Observation(
@@ -207,6 +228,14 @@ def observe_pod(pod: dict[str, Any] | None, polecat: Polecat) -> Observation:
             kubernetes=k8s,
         )
     return _pending(name, k8s, status, inits.get(CLONE_CONTAINER))
+
+
+def _node_lost(status: dict[str, Any]) -> bool:
+    """Ready False with no kubelet's reason: the node lifecycle controller marked it (node lost)."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "False" and cond.get("reason") not in _KUBELET_NOT_READY_REASONS
+    return False
 
 
 def _pending(

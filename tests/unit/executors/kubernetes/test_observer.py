@@ -143,6 +143,25 @@ def test_running_while_deleted_is_still_working() -> None:
     assert (obs.phase, obs.reason) == (Phase.WORKING, "PodTerminating")
 
 
+def test_running_on_a_lost_node_is_stuck() -> None:
+    """The node lifecycle controller's mark (Ready False, reason kept empty) on a Running Pod."""
+    lost = [{"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}]
+    obs = observe_pod(pod("Running", agent={"running": {}}, conditions=lost), polecat())
+    assert (obs.phase, obs.reason) == (Phase.STUCK, "NodeNotReady")
+    assert "node-1" in obs.message and "stopped reporting" in obs.message
+    # ... also while the Pod is being deleted (nobody is left to finish the deletion).
+    obs = observe_pod(pod("Running", agent={"running": {}}, conditions=lost, deleting=True), polecat())
+    assert (obs.phase, obs.reason) == (Phase.STUCK, "NodeNotReady")
+
+
+@pytest.mark.parametrize("reason", ["ContainersNotReady", "PodCompleted"])
+def test_running_not_ready_by_the_kubelet_is_still_working(reason: str) -> None:
+    """A kubelet's own Ready False (a container already exited, the Pod not yet final)."""
+    cond = [{"type": "Ready", "status": "False", "reason": reason}]
+    obs = observe_pod(pod("Running", agent={"running": {}}, conditions=cond), polecat())
+    assert obs.phase == Phase.WORKING
+
+
 def test_unknown_is_stuck() -> None:
     obs = observe_pod(pod("Unknown"), polecat())
     assert (obs.phase, obs.reason) == (Phase.STUCK, "PodUnknown")
