@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.lab",
     "tests.fixtures.real_node",
+    "tests.fixtures.real_node_operator",
     "tests.fixtures.sshd",
 ]

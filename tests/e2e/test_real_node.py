@@ -85,7 +85,7 @@ async def test_restricted_pod_runs_on_the_bridge_and_is_torn_down(
     pod = await wait_for(running, what="the pause Pod Running on the real node", timeout=60.0)
     status = pod["status"]
     assert isinstance(status, dict)
-    assert pod["spec"]["nodeName"] == real_node.name  # type: ignore[index]
+    assert pod["spec"]["nodeName"] == real_node.name
     prefix = POD_SUBNET.split(".0.0/")[0] + "."
     assert status["podIP"].startswith(prefix) and status["podIP"] != GATEWAY
     tasks = await real_node.ctr("tasks", "list")
