@@ -228,6 +228,22 @@ def _commit_all(cfg: RunConfig, env: dict[str, str], agent_code: int) -> tuple[b
     return True, None
 
 
+def _remote_refusal(porcelain: str, stderr: str, limit: int = 400) -> str:
+    """Why the remote refused a push: the porcelain reason plus the remote's own words."""
+    reason = ""
+    for line in porcelain.splitlines():
+        if "[remote rejected]" in line:
+            reason = line.split("[remote rejected]", 1)[1].strip().strip("()")
+            break
+    said = [
+        line.strip()[len("remote:") :].strip()
+        for line in stderr.splitlines()
+        if line.strip().startswith("remote:") and line.strip()[len("remote:") :].strip()
+    ]
+    text = f"{reason or 'rejected'}; the remote said: {' / '.join(said)}" if said else reason or "rejected"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _push(cfg: RunConfig, env: dict[str, str]) -> tuple[bool, str | None]:
     """Push HEAD to the work branch, retrying faults that may pass; return (pushed, error)."""
     origin = git(["remote", "get-url", "origin"], cwd=cfg.workspace, env=env, echo=False).stdout.strip()
@@ -246,6 +262,13 @@ def _push(cfg: RunConfig, env: dict[str, str]) -> tuple[bool, str | None]:
         explained = explain_ssh_failure(res.stderr, origin, cfg.names)
         if explained is not None:
             return False, explained
+        if "[remote rejected]" in res.stdout:
+            # A hook or a server policy said no: trying again cannot change that; what the
+            # remote said (its "remote:" lines) is what the user can act on.
+            return (
+                False,
+                f"origin refused the push to {cfg.work_branch}: {_remote_refusal(res.stdout, res.stderr)}",
+            )
         if "[rejected]" in res.stdout or "rejected" in res.stderr:
             return False, (
                 f"origin rejected the push to {cfg.work_branch} (it has commits this Pod does not): "

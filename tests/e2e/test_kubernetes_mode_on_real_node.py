@@ -246,8 +246,11 @@ async def test_push_rejected_by_the_remote_is_push_failed(
     assert ready_reason(failed) == "PushFailed", message
     assert failed["status"]["result"]["pushed"] is False
     assert git_host.branch_commit(bare, f"polecat/{name}") is None
+    # What the remote said reaches the user: the hook's own words.
+    assert "origin refused the push to polecat/rejected: pre-receive hook declined" in message, message
+    assert "policy: polecat branches need a review ticket" in message, message
     report = json.loads(await termination_message(kube, ns, f"polecat-{name}"))
-    assert report["pushed"] is False and "pre-receive hook declined" in report["message"] + message, report
+    assert report["pushed"] is False and report["agentExitCode"] == 0
 
 
 # --------------------------------------------------------------------------------------

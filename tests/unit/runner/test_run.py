@@ -194,6 +194,24 @@ def test_rejected_push_is_reported(tmp_path: Path) -> None:
     assert "NOT pushed" in step.report["message"]
 
 
+def test_push_refused_by_a_hook_says_what_the_remote_said_without_retrying(tmp_path: Path) -> None:
+    origin, env = cloned(tmp_path, GASTOWN_AGENT_COMMAND=script(tmp_path, "agent.py", EDITING_AGENT))
+    hook = origin / "hooks" / "pre-receive"
+    calls = tmp_path / "hook-calls"
+    hook.write_text(
+        f"#!/bin/sh\necho called >> '{calls}'\n"
+        "echo 'policy: polecat branches need a review ticket' >&2\nexit 1\n"
+    )
+    hook.chmod(0o755)
+    step = gastown_agent("run", env)
+    assert step.returncode == 1
+    assert step.report["pushed"] is False
+    message = step.report["message"]
+    assert "origin refused the push to polecat/fix-login: pre-receive hook declined" in message, message
+    assert "policy: polecat branches need a review ticket" in message, message
+    assert calls.read_text().splitlines() == ["called"], "a refusal by the remote was retried"
+
+
 def test_stale_index_lock_left_by_the_agent_does_not_block_saving(tmp_path: Path) -> None:
     agent = (
         "import pathlib\n"
