@@ -286,6 +286,11 @@ async def test_active_deadline_ends_the_run_and_the_work_is_saved(
     message = conditions(failed)["Ready"]["message"]
     assert ready_reason(failed) == "DeadlineExceeded", message
     assert "activeDeadlineSeconds (15s)" in message
+    # SIGTERM reached the runner, which stopped the agent and saved what it had done.
+    assert "its work was pushed to polecat/slow" in message, message
+    commit = git_host.branch_commit(bare, f"polecat/{name}")
+    assert commit is not None and failed["status"]["result"]["commit"] == commit
+    assert "think for a long time" in git_host.show(bare, commit, "NOTES.md")
 
 
 async def test_polecat_deleted_mid_run_pushes_its_work_before_the_pod_goes(
