@@ -95,8 +95,9 @@ def test_long_names_still_give_valid_names_and_labels() -> None:
 @given(st.text(max_size=200))
 def test_label_value_is_always_valid(value: str) -> None:
     out = label_value(value)
-    assert len(out) <= 63 and LABEL_VALUE.match(out)
-    if LABEL_VALUE.match(value) and len(value) <= 63:
+    assert len(out) <= 63 and LABEL_VALUE.fullmatch(out)
+    # fullmatch: "$" alone would also accept a value with a trailing newline ("\n").
+    if LABEL_VALUE.fullmatch(value) and len(value) <= 63:
         assert out == value  # valid values are kept as they are
 
 
