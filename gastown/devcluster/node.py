@@ -10,7 +10,7 @@ lifecycle controller on (a stopped kubelet shows as a NotReady node and NotReady
 Pods), the apiserver also serving on the bridge gateway (Pods reach it there:
 there is no kube-proxy, so the ``kubernetes`` Service's ClusterIP goes nowhere), with
 endpoint routing for webhook Services, and a client certificate for ``kubectl
-logs/exec``. See ``../shared/design/REAL-NODE.md`` for the traps this works around:
+logs/exec``. The traps this works around (each found on a machine like this one):
 
 * containerd runs with its own config, root, state and socket (Debian's service
   never starts), ``restrict_oom_score_adj`` (this VM lacks CAP_SYS_RESOURCE) and
