@@ -11,11 +11,13 @@ It is level-based, like a controller-runtime ``Reconciler``: it is given only a
 3. acts: on deletion, ``release`` and drop the finalizer; otherwise add the finalizer
    if the executor needs one, ``observe``, then ``dispatch`` (nothing runs, work is
    wanted), ``terminate`` (``desiredState: Terminated``; the record stays) or nothing;
-4. computes the status (:mod:`gastown.controller.status`) and writes it through the
-   status subresource as a JSON merge patch — only when it changed, with the
+4. hands what it learned (an observation, "nothing new", a user error, a transient
+   error, a blocked release) to :func:`gastown.controller.status.decide` — the one
+   place that computes the status and the Events it is worth — and writes the status
+   through the status subresource as a JSON merge patch, only when it changed, with the
    resourceVersion it was computed from as a precondition so a stale cache can never
    overwrite a newer status (a 409 just means "look again");
-5. records Events for phase transitions and for problems the user must fix.
+5. records the Events the decision lists.
 
 Promises:
 
@@ -29,11 +31,13 @@ Promises:
   and anything unexpected raise, and the work queue retries them with backoff.
 * **Outages are visible.** A ``TransientError`` from the executor (the SSH host
   unreachable, the apiserver overloaded under a Pod create) means the work cannot be
-  looked at right now, not that it changed: the phase is kept, ``Ready`` becomes
-  ``Unknown`` with the executor's reason and message (what is unreachable, that it is
-  retried) and a Warning Event, written only when that changed; the error is still
-  raised so the work queue backs off. The next round that reaches the work writes
-  what it sees, which clears it.
+  looked at right now, not that it changed: it goes into status like any other
+  finding (phase kept, ``Ready`` Unknown, a Warning Event; see the status module),
+  written only when that changed, and is still raised so the work queue backs off.
+  The next round that reaches the work writes what it sees, which clears it.
+
+This module decides which executor calls to make; what the status then says is
+decided in :mod:`gastown.controller.status` alone.
 """
 
 from __future__ import annotations
@@ -41,8 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -61,28 +64,17 @@ from gastown.api.models import (
     Polecat,
 )
 from gastown.api.paths import resource_path
-from gastown.controller.events import EventRecorder, EventType
+from gastown.controller import status
+from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer
 from gastown.controller.metrics import ControllerMetrics
-from gastown.controller.status import (
-    PHASE_REASONS,
-    READY,
-    Assessment,
-    get_condition,
-    merge_patch,
-    next_status,
-    normalize_status,
-    status_wire,
-    utcnow,
-)
+from gastown.controller.status import UNCHANGED, Finding, Note, Subject, merge_patch, normalize_status, utcnow
 from gastown.controller.workqueue import Outcome
-from gastown.executors.base import Executor, ExecutorError, Observation, TransientError, UserError
+from gastown.executors.base import Executor, ExecutorError, Release, TransientError, UserError
 from gastown.kube import KubeClient, error_message, is_transient
 from gastown.logging_setup import current_polecat
 
 logger = logging.getLogger(__name__)
-
-_WARNING_PHASES = frozenset({Phase.FAILED, Phase.STUCK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +145,7 @@ class Reconciler:
         try:
             polecat = Polecat.from_dict(raw)
         except ValidationError as exc:
-            await self._write(raw, None, _invalid_spec(raw, exc))
+            await self._write(raw, Subject.of_raw(raw), status.invalid_spec(exc))
             return Outcome(), "user_error"
 
         executor = self._executors.get(polecat.spec.executionMode)
@@ -161,19 +153,7 @@ class Reconciler:
             return await self._finalize(raw, polecat, executor)
 
         if executor is None:
-            enabled = ", ".join(sorted(m.value for m in self._executors)) or "none"
-            assessment = Assessment(
-                phase=_keep_phase(polecat),
-                reason="ExecutionModeDisabled",
-                message=(
-                    f"spec.executionMode {polecat.spec.executionMode.value!r} is not enabled on this "
-                    f"operator; enabled modes: {enabled}. Use an enabled mode, or configure the "
-                    "operator for this one (local mode needs an SSH target)."
-                ),
-                ready="False",
-                dispatched=_status_dispatched(polecat),
-            )
-            await self._write(raw, polecat, assessment)
+            await self._write(raw, Subject.of(polecat), status.mode_disabled(polecat, list(self._executors)))
             return Outcome(), "user_error"
 
         if executor.needs_finalizer and FINALIZER not in polecat.metadata.finalizers:
@@ -182,97 +162,60 @@ class Reconciler:
                 return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
             raw, polecat = added
 
-        requeue_after: float | None = None
+        subject = Subject.of(polecat)
         result = "success"
         try:
-            assessment, requeue_after = await self._assess(key, polecat, executor)
+            finding, dispatched, requeue_after = await self._act(key, polecat, executor)
         except UserError as err:
-            assessment = Assessment(
-                phase=_keep_phase(polecat),
-                reason=err.reason,
-                message=err.message,
-                ready="False",
-                dispatched=_status_dispatched(polecat),
-            )
-            requeue_after = self._options.user_error_requeue
+            finding, dispatched, requeue_after = err, False, self._options.user_error_requeue
             result = "user_error"
         except TransientError as err:
-            await self._report_unreachable(raw, polecat, err)
+            await self._report_unreachable(raw, subject, err)
             raise
-        written = await self._write(raw, polecat, assessment)
+        written = await self._write(raw, subject, finding, dispatched=dispatched)
         if not written:
             return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
         if requeue_after is not None and result == "success":
             result = "requeue"
         return Outcome(requeue_after=requeue_after), result
 
-    async def _assess(
+    async def _act(
         self, key: str, polecat: Polecat, executor: Executor
-    ) -> tuple[Assessment, float | None]:
-        """Decide and act; return what the status should say and when to look again."""
-        status = polecat.status
-        current_phase = status.phase if status is not None else Phase.PENDING
-        if current_phase in TERMINAL_PHASES:
+    ) -> tuple[Finding, bool, float | None]:
+        """Make the executor calls this round needs; return what was learned.
+
+        Returns the finding, whether work was started for the Polecat (now, or seen
+        running), and when to look again.
+        """
+        if Subject.of(polecat).phase in TERMINAL_PHASES:
             # Never re-dispatched. Keep the verdict; only generation/conditions refresh.
             self._expectations.pop(key, None)
-            ready = get_condition(status, READY)
-            return (
-                Assessment(
-                    phase=current_phase,
-                    reason=ready.reason if ready else "",
-                    message=ready.message if ready else "",
-                    ready=ready.status if ready else None,
-                    dispatched=_status_dispatched(polecat),
-                ),
-                None,
-            )
+            return UNCHANGED, False, None
 
         observation = await executor.observe(polecat)
-        dispatched_before = _status_dispatched(polecat) or observation.phase is not None
-
         if observation.phase is not None:
             self._expectations.pop(key, None)
 
         if polecat.spec.desiredState is DesiredState.TERMINATED:
+            dispatched = observation.phase is not None
             if observation.phase in TERMINAL_PHASES:
-                return _from_observation(observation, dispatched=dispatched_before), observation.requeue_after
-            if observation.phase is not None or dispatched_before or key in self._expectations:
+                return observation, dispatched, observation.requeue_after
+            if dispatched or _status_dispatched(polecat) or key in self._expectations:
                 observation = await executor.terminate(polecat)
                 self._expectations.pop(key, None)
-            phase = observation.phase if observation.phase in TERMINAL_PHASES else Phase.TERMINATED
-            assert phase is not None
-            return (
-                Assessment(
-                    phase=phase,
-                    reason=observation.reason if observation.phase is phase else "",
-                    message=observation.message if observation.phase is phase else "",
-                    dispatched=dispatched_before,
-                    local=observation.local,
-                    kubernetes=observation.kubernetes,
-                    result=observation.result,
-                ),
-                None,
-            )
+            return observation, dispatched, None
 
         if observation.phase is not None:
             if observation.phase is Phase.DONE and self._metrics is not None:
                 self._observe_lifetime(polecat, self._metrics.time_to_done)
-            return _from_observation(observation, dispatched=True), observation.requeue_after
+            return observation, True, observation.requeue_after
 
         pending = self._expectations.get(key)
         if pending is not None and pending[0] == polecat.metadata.uid:
             remaining = pending[1] - time.monotonic()
             if remaining > 0:
                 # Dispatched moments ago; the cache has not caught up. Keep the status.
-                return (
-                    Assessment(
-                        phase=current_phase if current_phase is not Phase.PENDING else Phase.DISPATCHING,
-                        dispatched=True,
-                        reason=_ready_reason(polecat),
-                        message=_ready_message(polecat),
-                    ),
-                    remaining,
-                )
+                return UNCHANGED, True, remaining
         observation = await executor.dispatch(polecat)
         self._expectations[key] = (
             polecat.metadata.uid,
@@ -280,10 +223,8 @@ class Reconciler:
         )
         if self._metrics is not None and not _status_dispatched(polecat):
             self._observe_lifetime(polecat, self._metrics.dispatch_latency)
-        if observation.phase is None:
-            observation = replace(observation, phase=Phase.DISPATCHING)
         # The work's own watch events (a Pod) wake us next; pollers ask for a requeue.
-        return _from_observation(observation, dispatched=True), observation.requeue_after
+        return observation, True, observation.requeue_after
 
     # -- deletion -------------------------------------------------------------------
 
@@ -294,55 +235,22 @@ class Reconciler:
         if FINALIZER not in polecat.metadata.finalizers:
             return Outcome(), "success"
         force = polecat.metadata.annotations.get(ANNOTATION_FORCE_DELETE, "").lower() == "true"
+        subject = Subject.of(polecat)
         if executor is None:
             if not force:
-                await self._write(
-                    raw,
-                    polecat,
-                    Assessment(
-                        phase=_keep_phase(polecat),
-                        reason="ReleaseBlocked",
-                        message=(
-                            f"Cannot clean up: executionMode {polecat.spec.executionMode.value!r} is not "
-                            "enabled on this operator. Enable it, or set the annotation "
-                            f"{ANNOTATION_FORCE_DELETE}=true to delete without cleanup."
-                        ),
-                        ready="False",
-                        dispatched=_status_dispatched(polecat),
-                    ),
-                )
+                await self._write(raw, subject, status.release_mode_disabled(polecat))
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
         else:
             try:
-                release = await executor.release(polecat, force=force)
+                release: Release = await executor.release(polecat, force=force)
             except TransientError as err:
-                await self._report_unreachable(raw, polecat, err)
+                await self._report_unreachable(raw, subject, err)
                 raise
             except UserError as err:
-                await self._write(
-                    raw,
-                    polecat,
-                    Assessment(
-                        phase=_keep_phase(polecat),
-                        reason=err.reason,
-                        message=err.message,
-                        ready="False",
-                        dispatched=_status_dispatched(polecat),
-                    ),
-                )
+                await self._write(raw, subject, err)
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
             if not release.done:
-                await self._write(
-                    raw,
-                    polecat,
-                    Assessment(
-                        phase=_keep_phase(polecat),
-                        reason=release.reason or "ReleaseBlocked",
-                        message=release.message or "Cleanup of the Polecat's work is not finished.",
-                        ready="False",
-                        dispatched=_status_dispatched(polecat),
-                    ),
-                )
+                await self._write(raw, subject, release)
                 return Outcome(requeue_after=self._options.release_requeue), "requeue"
         remaining = [f for f in polecat.metadata.finalizers if f != FINALIZER]
         patch = {"metadata": {"resourceVersion": polecat.metadata.resourceVersion, "finalizers": remaining}}
@@ -386,7 +294,7 @@ class Reconciler:
 
     # -- writing --------------------------------------------------------------------
 
-    async def _report_unreachable(self, raw: dict[str, Any], polecat: Polecat, err: TransientError) -> None:
+    async def _report_unreachable(self, raw: dict[str, Any], subject: Subject, err: TransientError) -> None:
         """Put an executor's transient fault in status (Ready=Unknown), best effort.
 
         The caller re-raises ``err`` whatever happens here, so the work queue backs off on
@@ -394,32 +302,42 @@ class Reconciler:
         unreachable) or conflicts is only logged: the retry writes it.
         """
         try:
-            await self._write(raw, polecat, unreachable_assessment(polecat, err))
+            await self._write(raw, subject, err)
         except Exception as exc:
             logger.info(
                 "could not report %s in status: %s",
                 err.reason,
                 exc,
-                extra={"key": polecat.key, "reason": err.reason},
+                extra={"key": _key(raw), "reason": err.reason},
             )
 
-    async def _write(self, raw: dict[str, Any], polecat: Polecat | None, assessment: Assessment) -> bool:
-        """Write the status if it changed; record Events. False on a write conflict."""
-        now = utcnow()
-        if polecat is None:
-            # The spec does not parse: write a minimal status straight from the raw object.
-            return await self._write_raw_failure(raw, assessment, now)
-        new = next_status(polecat, assessment, now=now)
-        new_wire = status_wire(new)
+    async def _write(
+        self, raw: dict[str, Any], subject: Subject, finding: Finding, *, dispatched: bool = False
+    ) -> bool:
+        """Write the status decided from ``finding`` if it changed; record its Events.
+
+        False on a write conflict (the caller looks again soon).
+        """
+        decision = status.decide(subject, finding, dispatched=dispatched, now=utcnow())
+        new_wire = decision.wire
         old_raw = raw.get("status") or {}
         if normalize_status(old_raw) == new_wire:
             return True
-        patch = merge_patch(old_raw, new_wire)
-        body = {"metadata": {"resourceVersion": polecat.metadata.resourceVersion}, "status": patch}
+        meta = raw.get("metadata") or {}
+        body = {
+            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+            "status": merge_patch(old_raw, new_wire),
+        }
+        path = resource_path(
+            GROUP,
+            VERSION,
+            PLURAL,
+            namespace=meta.get("namespace"),
+            name=meta.get("name"),
+            subresource="status",
+        )
         try:
-            stored = await self._client.merge_patch(
-                self._path(polecat, "status"), body, request_timeout=self._options.request_timeout
-            )
+            stored = await self._client.merge_patch(path, body, request_timeout=self._options.request_timeout)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -429,84 +347,27 @@ class Reconciler:
                 raise TransientError("StatusWriteFailed", error_message(exc)) from exc
             raise
         self._polecats.write_through(stored)
-        self._after_write(stored, polecat, assessment)
+        for note in decision.notes:
+            self._record(stored, note)
         return True
 
-    async def _write_raw_failure(self, raw: dict[str, Any], assessment: Assessment, now: datetime) -> bool:
-        meta = raw.get("metadata") or {}
-        generation = int(meta.get("generation") or 0)
-        old = raw.get("status") or {}
-        conditions = [c for c in old.get("conditions") or [] if c.get("type") != READY]
-        previous = next((c for c in old.get("conditions") or [] if c.get("type") == READY), None)
-        transition = (
-            previous.get("lastTransitionTime")
-            if previous and previous.get("status") == "False"
-            else now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    def _record(self, stored: dict[str, Any], note: Note) -> None:
+        """Record one Event of a decision; count and log phase transitions."""
+        self._recorder.record(stored, note.type, note.reason, note.message, action=note.action)
+        key = _key(stored)
+        if note.transition is None:
+            logger.info("%s: %s", note.reason, note.message, extra={"key": key, "reason": note.reason})
+            return
+        old_phase, new_phase = note.transition
+        if self._metrics is not None:
+            self._metrics.phase_transitions.labels(new_phase.value).inc()
+        logger.info(
+            "phase %s -> %s: %s",
+            old_phase.value if old_phase else "None",
+            new_phase.value,
+            note.message,
+            extra={"key": key, "phase": new_phase.value, "reason": note.reason},
         )
-        conditions.append(
-            {
-                "type": READY,
-                "status": "False",
-                "reason": assessment.effective_reason,
-                "message": assessment.effective_message,
-                "lastTransitionTime": transition,
-                "observedGeneration": generation,
-            }
-        )
-        new = {**old, "phase": old.get("phase") or Phase.PENDING.value, "observedGeneration": generation}
-        new["conditions"] = conditions
-        if new == old:
-            return True
-        path = resource_path(GROUP, VERSION, PLURAL, namespace=meta.get("namespace"), name=meta.get("name"))
-        body = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": merge_patch(old, new)}
-        try:
-            stored = await self._client.merge_patch(
-                path + "/status", body, request_timeout=self._options.request_timeout
-            )
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                return exc.status == 404
-            raise
-        self._polecats.write_through(stored)
-        if not previous or previous.get("reason") != assessment.effective_reason:
-            self._recorder.record(raw, "Warning", assessment.effective_reason, assessment.effective_message)
-        return True
-
-    def _after_write(self, stored: dict[str, Any], polecat: Polecat, assessment: Assessment) -> None:
-        """Events and metrics for what changed."""
-        old_status = polecat.status
-        old_phase = old_status.phase if old_status is not None else None
-        new_phase = assessment.phase
-        if new_phase is not old_phase and not (old_phase is None and new_phase is Phase.PENDING):
-            event_type: EventType = "Warning" if new_phase in _WARNING_PHASES else "Normal"
-            self._recorder.record(
-                stored,
-                event_type,
-                assessment.reason
-                if new_phase in _WARNING_PHASES and assessment.reason
-                else PHASE_REASONS[new_phase],
-                assessment.effective_message,
-                action="Dispatch" if new_phase is Phase.DISPATCHING else "Reconcile",
-            )
-            if self._metrics is not None:
-                self._metrics.phase_transitions.labels(new_phase.value).inc()
-            logger.info(
-                "phase %s -> %s: %s",
-                old_phase.value if old_phase else "None",
-                new_phase.value,
-                assessment.effective_message,
-                extra={"key": polecat.key, "phase": new_phase.value, "reason": assessment.effective_reason},
-            )
-        elif assessment.ready in ("False", "Unknown") and assessment.reason:
-            previous = get_condition(old_status, READY)
-            if previous is None or previous.reason != assessment.reason:
-                self._recorder.record(stored, "Warning", assessment.reason, assessment.effective_message)
-                logger.info(
-                    "%s: %s",
-                    assessment.reason,
-                    assessment.effective_message,
-                    extra={"key": polecat.key, "reason": assessment.reason},
-                )
 
     def _observe_lifetime(self, polecat: Polecat, histogram: Any) -> None:
         created = polecat.metadata.creationTimestamp
@@ -531,55 +392,6 @@ def _status_dispatched(polecat: Polecat) -> bool:
     return polecat.status is not None and polecat.status.startTime is not None
 
 
-def _keep_phase(polecat: Polecat) -> Phase:
-    return polecat.status.phase if polecat.status is not None else Phase.PENDING
-
-
-def _ready_reason(polecat: Polecat) -> str:
-    condition = get_condition(polecat.status, READY)
-    return condition.reason if condition is not None else ""
-
-
-def _ready_message(polecat: Polecat) -> str:
-    condition = get_condition(polecat.status, READY)
-    return condition.message if condition is not None else ""
-
-
-def unreachable_assessment(polecat: Polecat, err: TransientError) -> Assessment:
-    """What the status says while the executor cannot reach the work (see the module doc).
-
-    The phase is the last one observed, so it is kept (a Working Polecat whose host is
-    unreachable may well still be working); only Ready says that it is not known now.
-    The message is the executor's (it names what is unreachable) plus that it is
-    retried, with nothing added that changes between attempts (no time, no count), so
-    a long outage is written once, not once per retry.
-    """
-    return Assessment(
-        phase=_keep_phase(polecat),
-        reason=err.reason,
-        message=f"{err.message.rstrip('. ')}; retrying with backoff. The phase is the last one observed.",
-        ready="Unknown",
-        dispatched=_status_dispatched(polecat),
-    )
-
-
-def _from_observation(observation: Observation, *, dispatched: bool) -> Assessment:
-    assert observation.phase is not None
-    return Assessment(
-        phase=observation.phase,
-        reason=observation.reason,
-        message=observation.message,
-        dispatched=dispatched,
-        local=observation.local,
-        kubernetes=observation.kubernetes,
-        result=observation.result,
-    )
-
-
-def _invalid_spec(raw: dict[str, Any], exc: ValidationError) -> Assessment:
-    problems = []
-    for error in exc.errors()[:5]:
-        location = ".".join(str(part) for part in error.get("loc", ()))
-        problems.append(f"{location}: {error.get('msg', 'invalid')}")
-    message = "The Polecat's spec is not valid: " + "; ".join(problems) + ". Fix the spec and apply it again."
-    return Assessment(phase=Phase.PENDING, reason="InvalidSpec", message=message, ready="False")
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"

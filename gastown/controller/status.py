@@ -1,8 +1,26 @@
-"""Pure status computation: from what the reconciler decided to the Polecat's status.
+"""Pure status computation: from what a round learned to the Polecat's new status and Events.
 
-Nothing here does I/O or reads the clock: the reconciler passes ``now``. That keeps the
-rules (which conditions, when a transition time moves, when start and completion times
-are set) unit-testable and makes "did the status change?" a plain dict comparison.
+This is the one place that decides what a Polecat's status says. The reconciler only
+orchestrates — read the cache, ask the executor, hand what it learned (a
+:data:`Finding`) to :func:`decide`, patch the status if it changed, record the Events
+the decision lists. Nothing here does I/O or reads the clock (the reconciler passes
+``now``), so every transition is unit-testable as a table and "did the status change?"
+is a plain dict comparison.
+
+What a round can learn, and what the status then says:
+
+* an :class:`~gastown.executors.base.Observation` of the work — its phase, reason and
+  message become the status; no work yet is ``Dispatching`` once dispatched (else
+  ``Pending``); with ``desiredState: Terminated`` anything not terminal is
+  ``Terminated``;
+* :data:`UNCHANGED` — nothing new (a terminal phase is never looked at again; a
+  dispatch the cache has not caught up with): the status is kept, ``Pending`` becoming
+  ``Dispatching`` once work was started;
+* a ``UserError`` — the phase is kept and ``Ready`` is False with the error's reason
+  and message (what is wrong and what to do);
+* a ``TransientError`` — the work cannot be looked at now: the phase is kept (the last
+  one observed), ``Ready`` is Unknown and says it is retried;
+* a ``Release`` that is not done — a deletion held back: phase kept, ``Ready`` False.
 
 The status follows the Kubernetes API conventions:
 
@@ -15,20 +33,26 @@ The status follows the Kubernetes API conventions:
   condition's ``status`` flips.
 * ``startTime`` is set once, when work is first dispatched; ``completionTime`` once,
   when a terminal phase is reached.
+
+Events (:class:`Note`): a phase transition is one (Warning for Failed and Stuck,
+Normal otherwise); a new problem in ``Ready`` (False or Unknown with a reason it did
+not have) is a Warning. A status that does not change records nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
 from gastown.api.models import (
+    ANNOTATION_FORCE_DELETE,
     TERMINAL_PHASES,
     Condition,
     DesiredState,
+    ExecutionMode,
     KubernetesStatus,
     LocalStatus,
     Phase,
@@ -36,11 +60,13 @@ from gastown.api.models import (
     PolecatStatus,
     ResultStatus,
 )
+from gastown.executors.base import Observation, Release, TransientError, UserError
 
 READY = "Ready"
 DISPATCHED = "Dispatched"
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+NoteType = Literal["Normal", "Warning"]
 
 # The reason a phase gets when the executor gives none; Events use the same words.
 PHASE_REASONS: dict[Phase, str] = {
@@ -63,15 +89,114 @@ PHASE_MESSAGES: dict[Phase, str] = {
     Phase.TERMINATED: "The work was stopped on request (spec.desiredState: Terminated).",
 }
 
+WARNING_PHASES = frozenset({Phase.FAILED, Phase.STUCK})
+"""Phases whose transition Event is a Warning: the user should look."""
+
+RELEASE_BLOCKED = "ReleaseBlocked"
+RELEASE_UNFINISHED = "Cleanup of the Polecat's work is not finished."
+
 
 def utcnow() -> datetime:
     """The current time as Kubernetes stores it: UTC, whole seconds."""
     return datetime.now(UTC).replace(microsecond=0)
 
 
+# -- what a round learned ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchanged:
+    """Nothing new was learned this round (see :data:`UNCHANGED`)."""
+
+
+UNCHANGED: Final = _Unchanged()
+"""The round learned nothing new: a terminal phase (never observed again) or a
+dispatch the cache has not caught up with. The status is kept as it is."""
+
+Finding = Observation | _Unchanged | UserError | TransientError | Release
+"""What a round learned about a Polecat's work; :func:`decide` turns it into status."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The parts of a Polecat the status is computed from.
+
+    A Polecat whose spec does not parse has no :class:`Polecat` model, but still gets a
+    status (saying so); :meth:`of_raw` builds the subject from the stored object.
+    """
+
+    status: PolecatStatus | None
+    generation: int
+    desired: DesiredState = DesiredState.WORKING
+
+    @classmethod
+    def of(cls, polecat: Polecat) -> Subject:
+        """The subject of a parsed Polecat."""
+        return cls(polecat.status, polecat.metadata.generation, polecat.spec.desiredState)
+
+    @classmethod
+    def of_raw(cls, raw: dict[str, Any]) -> Subject:
+        """The subject of a stored object whose spec may not parse (its status may not either)."""
+        generation = int((raw.get("metadata") or {}).get("generation") or 0)
+        try:
+            status = PolecatStatus.model_validate(raw["status"]) if raw.get("status") else None
+        except ValidationError:
+            status = None
+        return cls(status, generation)
+
+    @property
+    def phase(self) -> Phase:
+        """The phase the status holds now (Pending when there is none)."""
+        return self.status.phase if self.status is not None else Phase.PENDING
+
+    @property
+    def started(self) -> bool:
+        """Whether the status says work was started (``startTime`` is set)."""
+        return self.status is not None and self.status.startTime is not None
+
+
+# -- messages for problems the reconciler finds itself ------------------------------
+
+
+def mode_disabled(polecat: Polecat, enabled: list[ExecutionMode]) -> UserError:
+    """``spec.executionMode`` names a mode this operator does not run."""
+    names = ", ".join(sorted(m.value for m in enabled)) or "none"
+    return UserError(
+        "ExecutionModeDisabled",
+        f"spec.executionMode {polecat.spec.executionMode.value!r} is not enabled on this "
+        f"operator; enabled modes: {names}. Use an enabled mode, or configure the "
+        "operator for this one (local mode needs an SSH target).",
+    )
+
+
+def release_mode_disabled(polecat: Polecat) -> UserError:
+    """A deletion that cannot clean up: the Polecat's mode is not enabled here."""
+    return UserError(
+        RELEASE_BLOCKED,
+        f"Cannot clean up: executionMode {polecat.spec.executionMode.value!r} is not "
+        "enabled on this operator. Enable it, or set the annotation "
+        f"{ANNOTATION_FORCE_DELETE}=true to delete without cleanup.",
+    )
+
+
+def invalid_spec(exc: ValidationError) -> UserError:
+    """The stored spec does not parse: the first few problems, each with its field."""
+    problems = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        problems.append(f"{location}: {error.get('msg', 'invalid')}")
+    return UserError(
+        "InvalidSpec",
+        "The Polecat's spec is not valid: " + "; ".join(problems) + ". Fix the spec and apply it again.",
+    )
+
+
+# -- from a finding to an assessment ------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """What the reconciler concluded about a Polecat this round.
+    """What a round concluded about a Polecat: the input of :func:`next_status`.
 
     ``ready`` overrides the default Ready status for the phase (a user error on a
     Pending Polecat is Ready=False even though Pending is normal). ``dispatched`` says
@@ -97,6 +222,72 @@ class Assessment:
     def effective_message(self) -> str:
         """The message given, or the phase's default one."""
         return self.message or PHASE_MESSAGES[self.phase]
+
+
+def assess(subject: Subject, finding: Finding, *, dispatched: bool = False) -> Assessment:
+    """What the status should say, given what the round learned (see the module doc).
+
+    ``dispatched``: the reconciler started work for the Polecat this round, or knows
+    it was started before; a ``startTime`` in the status or observed work count too.
+    """
+    kept = subject.phase
+    dispatched = dispatched or subject.started
+    if isinstance(finding, Observation):
+        observed = finding.phase
+        dispatched = dispatched or observed is not None
+        if subject.desired is DesiredState.TERMINATED:
+            phase = observed if observed in TERMINAL_PHASES else Phase.TERMINATED
+        elif observed is not None:
+            phase = observed
+        else:
+            phase = Phase.DISPATCHING if dispatched else Phase.PENDING
+        # The executor's words describe this phase (a dispatch that has no phase yet
+        # may still say what it started; a stop that saw nothing has nothing to say).
+        own = observed is phase or (observed is None and subject.desired is not DesiredState.TERMINATED)
+        return Assessment(
+            phase=phase,
+            reason=finding.reason if own else "",
+            message=finding.message if own else "",
+            dispatched=dispatched,
+            local=finding.local,
+            kubernetes=finding.kubernetes,
+            result=finding.result,
+        )
+    if isinstance(finding, _Unchanged):
+        phase = Phase.DISPATCHING if kept is Phase.PENDING and dispatched else kept
+        ready = get_condition(subject.status, READY)
+        if ready is None or phase is not kept:
+            return Assessment(phase=phase, dispatched=dispatched)
+        # Ready as it is; stated only where it is not the phase's usual one, so that a
+        # kept default does not read as a problem (see the Dispatched condition).
+        usual = ready.status == ready_status(phase, subject.desired)
+        return Assessment(
+            phase=phase,
+            reason=ready.reason,
+            message=ready.message,
+            ready=None if usual else ready.status,
+            dispatched=dispatched,
+        )
+    if isinstance(finding, TransientError):
+        # Written once per outage, not once per retry: nothing here changes between
+        # attempts (no time, no count). The phase is the last one observed.
+        return Assessment(
+            phase=kept,
+            reason=finding.reason,
+            message=(
+                f"{finding.message.rstrip('. ')}; retrying with backoff. The phase is the last one observed."
+            ),
+            ready="Unknown",
+            dispatched=dispatched,
+        )
+    if isinstance(finding, UserError):
+        reason, message = finding.reason, finding.message
+    else:  # a Release that is not done
+        reason, message = finding.reason or RELEASE_BLOCKED, finding.message or RELEASE_UNFINISHED
+    return Assessment(phase=kept, reason=reason, message=message, ready="False", dispatched=dispatched)
+
+
+# -- from an assessment to a status --------------------------------------------------
 
 
 def ready_status(phase: Phase, desired: DesiredState) -> ConditionStatus:
@@ -161,12 +352,14 @@ def get_condition(status: PolecatStatus | None, type: str) -> Condition | None:
     return None
 
 
-def next_status(polecat: Polecat, assessment: Assessment, *, now: datetime) -> PolecatStatus:
+def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: datetime) -> PolecatStatus:
     """The status the Polecat should have after this round."""
-    current = polecat.status or PolecatStatus()
-    generation = polecat.metadata.generation
+    if isinstance(subject, Polecat):
+        subject = Subject.of(subject)
+    current = subject.status or PolecatStatus()
+    generation = subject.generation
     phase = assessment.phase
-    ready = assessment.ready or ready_status(phase, polecat.spec.desiredState)
+    ready = assessment.ready or ready_status(phase, subject.desired)
 
     conditions = set_condition(
         current.conditions,
@@ -211,6 +404,73 @@ def next_status(polecat: Polecat, assessment: Assessment, *, now: datetime) -> P
     )
 
 
+# -- Events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An Event to record about the Polecat once its new status is written.
+
+    ``transition`` is set for a phase change (old phase, None for a first status; new
+    phase), so the reconciler can count and log it.
+    """
+
+    type: NoteType
+    reason: str
+    message: str
+    action: str = "Reconcile"
+    transition: tuple[Phase | None, Phase] | None = None
+
+
+def notes_for(old: PolecatStatus | None, assessment: Assessment) -> list[Note]:
+    """The Events a status change from ``old`` to ``assessment`` is worth."""
+    old_phase = old.phase if old is not None else None
+    new_phase = assessment.phase
+    if new_phase is not old_phase and not (old_phase is None and new_phase is Phase.PENDING):
+        warning = new_phase in WARNING_PHASES
+        return [
+            Note(
+                type="Warning" if warning else "Normal",
+                reason=assessment.reason if warning and assessment.reason else PHASE_REASONS[new_phase],
+                message=assessment.effective_message,
+                action="Dispatch" if new_phase is Phase.DISPATCHING else "Reconcile",
+                transition=(old_phase, new_phase),
+            )
+        ]
+    if assessment.ready in ("False", "Unknown") and assessment.reason:
+        previous = get_condition(old, READY)
+        if previous is None or previous.reason != assessment.reason:
+            return [Note("Warning", assessment.reason, assessment.effective_message)]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :func:`decide`: the new status, why, and the Events it is worth."""
+
+    assessment: Assessment
+    status: PolecatStatus
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def wire(self) -> dict[str, Any]:
+        """The new status as it is stored."""
+        return status_wire(self.status)
+
+
+def decide(subject: Subject, finding: Finding, *, dispatched: bool = False, now: datetime) -> Decision:
+    """The whole rule: what a round learned → the new status and its Events."""
+    assessment = assess(subject, finding, dispatched=dispatched)
+    return Decision(
+        assessment=assessment,
+        status=next_status(subject, assessment, now=now),
+        notes=notes_for(subject.status, assessment),
+    )
+
+
+# -- the wire -------------------------------------------------------------------------
+
+
 def status_wire(status: PolecatStatus) -> dict[str, Any]:
     """A status as it is stored (camelCase, RFC 3339 times, unset fields left out)."""
     return status.model_dump(mode="json", exclude_none=True)
@@ -247,8 +507,3 @@ def merge_patch(old: Any, new: Any) -> Any:
         if key not in new:
             patch[key] = None
     return patch
-
-
-def current_status(polecat: Polecat) -> PolecatStatus:
-    """The Polecat's status, or the empty one."""
-    return polecat.status or PolecatStatus()

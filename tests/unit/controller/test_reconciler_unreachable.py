@@ -19,8 +19,8 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.models import FINALIZER, ExecutionMode, Phase, Polecat
-from gastown.controller.reconciler import Reconciler, unreachable_assessment
-from gastown.controller.status import READY, get_condition, next_status, utcnow
+from gastown.controller.reconciler import Reconciler
+from gastown.controller.status import READY, Subject, assess, get_condition, next_status, utcnow
 from gastown.executors.base import Observation, Release, TransientError
 
 KEY = "ns/p"
@@ -165,7 +165,7 @@ def test_the_assessment_keeps_the_phase_and_makes_ready_unknown() -> None:
     working = Polecat.from_dict(
         _polecat({"phase": "Working", "startTime": "2026-01-01T00:00:00Z", "conditions": []})
     )
-    assessment = unreachable_assessment(working, OUTAGE)
+    assessment = assess(Subject.of(working), OUTAGE)
     assert (assessment.phase, assessment.ready, assessment.reason) == (
         Phase.WORKING,
         "Unknown",
@@ -178,7 +178,7 @@ def test_the_assessment_keeps_the_phase_and_makes_ready_unknown() -> None:
     ready = get_condition(status, READY)
     assert ready is not None and ready.status == "Unknown"
 
-    fresh = unreachable_assessment(Polecat.from_dict(_polecat()), OUTAGE)
+    fresh = assess(Subject.of(Polecat.from_dict(_polecat())), OUTAGE)
     assert (fresh.phase, fresh.dispatched) == (Phase.PENDING, False)
 
 
