@@ -18,7 +18,6 @@ import asyncio
 import base64
 import json
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from gastown.webhook import certs
 from gastown.webhook.server import PATH as WEBHOOK_PATH
 from tests.support.helm import CHART_DIR, REPO_ROOT, helm_env, parse_documents, require_helm
 from tests.support.operator_env import deployment_env, settings_from_env
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -194,17 +194,6 @@ async def _exists(lab: Lab, *args: str) -> bool:
     return rc == 0
 
 
-async def _wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 # --------------------------------------------------------------------------------------
 # Tests
 # --------------------------------------------------------------------------------------
@@ -354,7 +343,7 @@ async def test_operator_pods_are_admitted_by_pod_security_restricted(
         items: list[dict[str, Any]] = json.loads(out)["items"]
         return items if len(items) == 2 else []
 
-    created = await _wait_for("2 operator Pods", pods)
+    created = await wait_for(timeout=60, interval=0.2, what="2 operator Pods", check=pods)
     for pod in created:
         assert pod["spec"]["serviceAccountName"] == name
     _, out, _ = await lab.kubectl("get", "replicasets", "-n", ns, "-o", "json")
@@ -389,7 +378,7 @@ async def test_operator_pods_are_admitted_by_pod_security_restricted(
         ],
     )
     await release.uninstall()
-    await _wait_for("operator Pods gone", lambda: _no_pods(lab, ns, name))
+    await wait_for(timeout=60, interval=0.2, what="operator Pods gone", check=lambda: _no_pods(lab, ns, name))
 
 
 async def _no_pods(lab: Lab, ns: str, name: str) -> bool:
@@ -479,7 +468,7 @@ async def test_operator_as_the_chart_service_account_reconciles_a_polecat(
             return out if out == "Working" else ""
 
         try:
-            await _wait_for(f"Polecat {polecat_name} Working", phase)
+            await wait_for(timeout=60, interval=0.2, what=f"Polecat {polecat_name} Working", check=phase)
         except AssertionError as exc:
             _, status, _ = await lab.kubectl(
                 "get", "polecat", polecat_name, "-n", ns, "-o", "jsonpath={.status}", check=False
@@ -502,7 +491,7 @@ async def test_operator_as_the_chart_service_account_reconciles_a_polecat(
         async def gone() -> bool:
             return not await _exists(lab, "polecat", polecat_name, "-n", ns)
 
-        await _wait_for(f"Polecat {polecat_name} deleted", gone)
+        await wait_for(timeout=60, interval=0.2, what=f"Polecat {polecat_name} deleted", check=gone)
     finally:
         await manager.stop()
         await api.close()

@@ -28,15 +28,8 @@ from kubernetes_asyncio import client
 from gastown.api.models import API_VERSION, KIND, Phase
 from gastown.controller.events import REPORTING_CONTROLLER
 from gastown.controller.manager import Manager
-from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import (
-    engine_settings,
-    install_crd,
-    list_events,
-    polecats_path,
-    wait_for,
-)
+from tests.support.engine import engine_settings, list_events, polecats_path
 from tests.support.operator import (
     conditions,
     get_or_none,
@@ -47,6 +40,7 @@ from tests.support.operator import (
     wait_status,
 )
 from tests.support.pod_security import restricted_violations
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -57,12 +51,6 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def phase_is(phase: Phase) -> Any:
     return lambda obj: (obj.get("status") or {}).get("phase") == phase.value
-
-
-@pytest.fixture
-async def kube(lab: Lab, k8s_api: client.ApiClient) -> KubeClient:
-    await install_crd(lab)
-    return KubeClient(k8s_api)
 
 
 @pytest.fixture

@@ -29,13 +29,12 @@ from kubernetes_asyncio import client
 
 from gastown.api.models import ANNOTATION_FORCE_DELETE, API_VERSION, FINALIZER, KIND, Phase
 from gastown.controller.manager import Manager
-from gastown.devcluster.lab import Lab
 from gastown.devcluster.sshd import UserSshd
 from gastown.executors.local.tmux import town_socket_name
 from gastown.kube import KubeClient
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.sshd import FAKE_GT, gt_calls, kill_tmux_server, make_town
-from tests.integration.engine_support import engine_settings, install_crd, polecats_path, wait_for
+from tests.support.engine import engine_settings, polecats_path
 from tests.support.operator import (
     conditions,
     get_or_none,
@@ -44,6 +43,7 @@ from tests.support.operator import (
     wait_gone,
     wait_status,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.sshd]
 
@@ -61,12 +61,6 @@ while :; do sleep 1; done
 
 def phase_is(phase: Phase) -> Any:
     return lambda obj: (obj.get("status") or {}).get("phase") == phase.value
-
-
-@pytest.fixture
-async def kube(lab: Lab, k8s_api: client.ApiClient) -> KubeClient:
-    await install_crd(lab)
-    return KubeClient(k8s_api)
 
 
 @pytest.fixture

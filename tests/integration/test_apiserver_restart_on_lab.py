@@ -4,7 +4,7 @@ The lab's kube-apiserver is SIGKILLed mid-watch and started again on the same po
 (etcd keeps the data). The manager's watches break, its writes fail for a while; it
 must reconnect, converge every Polecat — those created before, and those created
 after the restart while its watches were still reconnecting — and dispatch each one
-exactly once. The executor is the stand-in of tests/integration/engine_support.py
+exactly once. The executor is the stand-in of tests/support/engine.py
 (standing in for a real mode so the engine is tested alone); it polls like local mode.
 """
 
@@ -19,14 +19,8 @@ from kubernetes_asyncio import client
 from gastown.api.models import Phase
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import (
-    StandInExecutor,
-    create_polecat,
-    install_crd,
-    make_manager,
-    polecats_path,
-    wait_for,
-)
+from tests.support.engine import StandInExecutor, create_polecat, make_manager, polecats_path
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -50,10 +44,8 @@ def _watch_restarts(registry: Any) -> float:
 
 
 async def test_operator_recovers_from_an_apiserver_restart(
-    lab: Lab, k8s_api: client.ApiClient, namespace: str
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, kube: KubeClient
 ) -> None:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
     standin = StandInExecutor(poll=0.3, auto_phase=Phase.WORKING)
     mgr = make_manager(k8s_api, namespace, standin)
     await mgr.start()

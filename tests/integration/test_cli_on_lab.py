@@ -40,32 +40,14 @@ from gastown.cli.user import main
 from gastown.controller.events import build_event
 from gastown.devcluster.lab import FAKE_NODE, Lab
 from gastown.executors.local.tmux import session_name
+from tests.support.ci import unavailable
 
 pytestmark = pytest.mark.lab
-
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "gastown.gastown.io_polecats.yaml"
-_install_lock = asyncio.Lock()
 
 
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
-@pytest.fixture
-async def crd(lab: Lab) -> None:
-    """The generated Polecat CRD, applied and served (skips until crds/ has it)."""
-    if not CRD_FILE.exists():
-        pytest.skip(f"{CRD_FILE} is not generated yet (python -m gastown.api.crd writes it)")
-    async with _install_lock:
-        await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-        await lab.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
-        for _ in range(100):  # discovery can lag Established by a moment
-            rc, _, _ = await lab.kubectl("get", PLURAL, "-A", "--request-timeout=5s", check=False)
-            if rc == 0:
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError("polecats are not served after the CRD became Established")
-
-
 async def gastown(lab: Lab, *args: str, input: str | None = None) -> Result:
     """Run the CLI in-process (in a thread: it runs its own event loop) against the lab."""
     runner = CliRunner()
@@ -575,7 +557,9 @@ async def test_kubectl_gastown_runs_the_plugin(
     """The installed kubectl-gastown script is found by the lab's real kubectl on PATH."""
     bin_dir = Path(sys.executable).parent
     if not (bin_dir / "kubectl-gastown").exists():
-        pytest.skip("kubectl-gastown is not installed next to this Python (pip install -e .)")
+        unavailable(
+            "kubectl-gastown is not installed next to this Python: run `make venv` (pip install -e .)"
+        )
     await create(k8s_api, namespace, polecat_body("plugged"))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "KUBECONFIG": str(lab.kubeconfig)}
     proc = await asyncio.create_subprocess_exec(

@@ -10,56 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
-from gastown.api import crd
 from gastown.devcluster.lab import Lab
+from tests.support.admission import apply_example
+from tests.support.crd import set_status
 from tests.unit.webhook.invalid_examples import EXAMPLES, InvalidExample, all_examples
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "crds" / crd.CRD_FILENAME
 SCHEMA_EXAMPLES = [e for e in all_examples() if e.rejected_by == "schema"]
-
-_install_lock = asyncio.Lock()
-
-
-async def install_crd(lab: Lab) -> None:
-    """Apply the committed CRD and wait until it is served (idempotent, shared by modules)."""
-    async with _install_lock:
-        await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-        await lab.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
-        # Discovery can lag the Established condition by a moment.
-        for _ in range(100):
-            rc, _, _ = await lab.kubectl("get", "pcat", "-A", "--request-timeout=5s", check=False)
-            if rc == 0:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError("polecats are not served after the CRD became Established")
-
-
-async def set_status(lab: Lab, namespace: str, name: str, status: dict[str, object]) -> None:
-    """Write status through the status subresource, as the operator does."""
-    await lab.kubectl(
-        "-n", namespace, "patch", "polecat", name, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": status}),
-    )  # fmt: skip
-
-
-async def apply_example(lab: Lab, namespace: str, example: InvalidExample) -> tuple[int, str]:
-    """Create the original (updates only), mark it dispatched if asked, apply the bad one."""
-    if example.update:
-        await lab.kubectl("-n", namespace, "apply", "-f", "-", input=example.document_text(0))
-        if example.dispatched:
-            name = example.original["metadata"]["name"]
-            await set_status(lab, namespace, name, {"phase": "Working", "startTime": "2026-01-01T00:00:00Z"})
-    rc, out, err = await lab.kubectl(
-        "-n", namespace, "apply", "-f", "-", input=example.document_text(-1), check=False
-    )
-    return rc, out + err
 
 
 def _table(out: str) -> tuple[list[str], dict[str, list[str]]]:
@@ -75,12 +36,7 @@ def _table(out: str) -> tuple[list[str], dict[str, list[str]]]:
     return header.split(), rows
 
 
-@pytest.fixture
-async def crd_installed(lab: Lab) -> None:
-    await install_crd(lab)
-
-
-async def test_examples_are_accepted(lab: Lab, namespace: str, crd_installed: None) -> None:
+async def test_examples_are_accepted(lab: Lab, namespace: str, crd: None) -> None:
     rc, out, err = await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "kubernetes"))
     assert rc == 0, err
     assert "polecat.gastown.gastown.io/add-rate-limit created" in out
@@ -95,7 +51,7 @@ async def test_examples_are_accepted(lab: Lab, namespace: str, crd_installed: No
 
 @pytest.mark.parametrize("example", SCHEMA_EXAMPLES, ids=lambda e: e.id)
 async def test_schema_rule_rejects_its_bad_example(
-    lab: Lab, namespace: str, crd_installed: None, example: InvalidExample
+    lab: Lab, namespace: str, crd: None, example: InvalidExample
 ) -> None:
     rc, output = await apply_example(lab, namespace, example)
     assert rc != 0, output
@@ -103,7 +59,7 @@ async def test_schema_rule_rejects_its_bad_example(
     assert "admission webhook" not in output  # the schema did it, not a webhook
 
 
-async def test_defaults_are_applied(lab: Lab, namespace: str, crd_installed: None) -> None:
+async def test_defaults_are_applied(lab: Lab, namespace: str, crd: None) -> None:
     await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "kubernetes" / "polecat.yaml"))
     minimal = {
         "apiVersion": "gastown.gastown.io/v1alpha1",
@@ -133,7 +89,7 @@ async def test_defaults_are_applied(lab: Lab, namespace: str, crd_installed: Non
     assert k8s["agentSecretRef"] == {"name": "k", "key": "api-key"}
 
 
-async def test_unknown_fields_are_refused_by_kubectl(lab: Lab, namespace: str, crd_installed: None) -> None:
+async def test_unknown_fields_are_refused_by_kubectl(lab: Lab, namespace: str, crd: None) -> None:
     bad = {
         "apiVersion": "gastown.gastown.io/v1alpha1",
         "kind": "Polecat",
@@ -145,7 +101,7 @@ async def test_unknown_fields_are_refused_by_kubectl(lab: Lab, namespace: str, c
     assert 'unknown field "spec.executionMod"' in err
 
 
-async def test_kubectl_explain_prints_descriptions(lab: Lab, crd_installed: None) -> None:
+async def test_kubectl_explain_prints_descriptions(lab: Lab, crd: None) -> None:
     # The OpenAPI document is published shortly after the CRD is Established.
     out = ""
     for _ in range(100):
@@ -164,7 +120,7 @@ async def test_kubectl_explain_prints_descriptions(lab: Lab, crd_installed: None
     assert "Branch the results were pushed to." in out
 
 
-async def test_get_shows_the_printer_columns(lab: Lab, namespace: str, crd_installed: None) -> None:
+async def test_get_shows_the_printer_columns(lab: Lab, namespace: str, crd: None) -> None:
     await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "kubernetes" / "polecat.yaml"))
     await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "local" / "polecat.yaml"))
     await set_status(
@@ -200,7 +156,7 @@ async def test_get_shows_the_printer_columns(lab: Lab, namespace: str, crd_insta
     assert "priorityclass" in out
 
 
-async def test_status_is_a_subresource(lab: Lab, namespace: str, crd_installed: None) -> None:
+async def test_status_is_a_subresource(lab: Lab, namespace: str, crd: None) -> None:
     await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "local" / "polecat.yaml"))
     # A spec patch that also carries status leaves the status alone.
     await lab.kubectl(

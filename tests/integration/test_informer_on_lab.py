@@ -6,14 +6,12 @@ All real: the lab's kube-apiserver and etcd, ConfigMaps and Pods in a fresh name
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
@@ -23,7 +21,8 @@ from gastown.controller.informer import Informer, InformerOptions, ResourceKind,
 from gastown.controller.manager import MANAGED_BY_SELECTOR
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import wait_for
+from tests.support.etcd import compact_etcd
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -69,15 +68,9 @@ def _cm(name: str, **labels: str) -> dict[str, Any]:
     }
 
 
-async def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    async def check() -> bool:
-        return predicate()
-
-    await wait_for(check, what=what, timeout=timeout)
-
-
-async def test_list_then_watch_mirrors_every_change(k8s_api: client.ApiClient, namespace: str) -> None:
-    kube = KubeClient(k8s_api)
+async def test_list_then_watch_mirrors_every_change(
+    k8s_api: client.ApiClient, namespace: str, kube: KubeClient
+) -> None:
     path = resource_path("", "v1", "configmaps", namespace=namespace)
     await kube.create(path, _cm("before"))
 
@@ -89,7 +82,7 @@ async def test_list_then_watch_mirrors_every_change(k8s_api: client.ApiClient, n
         await kube.create(path, _cm("after"))
         await kube.merge_patch(f"{path}/after", {"data": {"v": "2"}})
         await kube.delete(f"{path}/before")
-        await _until(
+        await wait_until(
             lambda: (
                 informer.get(f"{namespace}/before") is None
                 and (informer.get(f"{namespace}/after") or {}).get("data") == {"v": "2"}
@@ -101,9 +94,8 @@ async def test_list_then_watch_mirrors_every_change(k8s_api: client.ApiClient, n
 
 
 async def test_pods_informer_sees_only_managed_pods_and_slims_them(
-    k8s_api: client.ApiClient, namespace: str
+    k8s_api: client.ApiClient, namespace: str, kube: KubeClient
 ) -> None:
-    kube = KubeClient(k8s_api)
     path = resource_path("", "v1", "pods", namespace=namespace)
 
     def pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -123,8 +115,13 @@ async def test_pods_informer_sees_only_managed_pods_and_slims_them(
     async with running(informer):
         await kube.create(path, pod("ours", {"app.kubernetes.io/managed-by": "gastown-operator"}))
         await kube.create(path, pod("theirs", {"app.kubernetes.io/managed-by": "someone-else"}))
-        await _until(lambda: informer.get(f"{namespace}/ours") is not None, "our Pod in the cache")
-        await asyncio.sleep(0.3)
+        # A marker of ours, created after theirs: a watch delivers in resourceVersion
+        # order, so once the marker is cached, theirs would have arrived before it.
+        await kube.create(path, pod("marker", {"app.kubernetes.io/managed-by": "gastown-operator"}))
+        await wait_until(
+            lambda: informer.get(f"{namespace}/marker") is not None, what="the marker in the cache"
+        )
+        assert informer.get(f"{namespace}/ours") is not None
         assert informer.get(f"{namespace}/theirs") is None
         cached = informer.get(f"{namespace}/ours")
         assert cached is not None
@@ -132,22 +129,8 @@ async def test_pods_informer_sees_only_managed_pods_and_slims_them(
         assert set(cached["metadata"]) == {"name", "namespace", "resourceVersion", "uid"}
 
 
-async def compact_etcd(lab: Lab) -> int:
-    """Compact etcd's history up to its current revision (what the apiserver does every
-    5 minutes); returns the revision. Older resourceVersions are gone for good."""
-    base = f"http://127.0.0.1:{lab.etcd_port}/v3/kv"
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/range", json={"key": base64.b64encode(b"/").decode()}) as resp:
-            revision = int((await resp.json())["header"]["revision"])
-        async with http.post(
-            f"{base}/compaction", json={"revision": str(revision), "physical": True}
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-    return revision
-
-
 async def test_watch_from_an_expired_resource_version_relists(
-    lab: Lab, k8s_api: client.ApiClient, namespace: str
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, kube: KubeClient
 ) -> None:
     """A forced 410: after an etcd compaction, resuming from resourceVersion "1" is what
     a watch faces after a long outage, and the apiserver answers 410 Gone. The informer
@@ -157,7 +140,6 @@ async def test_watch_from_an_expired_resource_version_relists(
     reaches etcd and meets the compaction. (A watch cache that has never dropped an
     event serves any old resourceVersion with synthetic ADDED events instead.)
     """
-    kube = KubeClient(k8s_api)
     path = resource_path("events.k8s.io", "v1", "events", namespace=namespace)
     recorder = Recorder()
     informer = Informer(
@@ -170,18 +152,18 @@ async def test_watch_from_an_expired_resource_version_relists(
     async with running(informer) as task:
         assert recorder.relists == 1
         await kube.create(path, _event(namespace, "one"))
-        await _until(lambda: informer.get(f"{namespace}/one") is not None, "one in the cache")
+        await wait_until(lambda: informer.get(f"{namespace}/one") is not None, "one in the cache")
 
         await compact_etcd(lab)
         informer.resume_from("1")
         await kube.create(path, _event(namespace, "two"))  # may land before, during or after the 410
-        await _until(lambda: recorder.restarts["expired"] >= 1, "a 410 Gone", timeout=30)
-        await _until(lambda: recorder.relists >= 2, "a relist")
-        await _until(lambda: informer.get(f"{namespace}/two") is not None, "two in the cache")
+        await wait_until(lambda: recorder.restarts["expired"] >= 1, "a 410 Gone", timeout=30)
+        await wait_until(lambda: recorder.relists >= 2, "a relist")
+        await wait_until(lambda: informer.get(f"{namespace}/two") is not None, "two in the cache")
 
         await kube.delete(f"{path}/one")
         await kube.create(path, _event(namespace, "three"))
-        await _until(
+        await wait_until(
             lambda: (
                 informer.get(f"{namespace}/one") is None and informer.get(f"{namespace}/three") is not None
             ),
@@ -205,9 +187,8 @@ def _event(namespace: str, name: str) -> dict[str, Any]:
 
 
 async def test_silent_watch_is_restarted_by_the_watchdog_without_relisting(
-    k8s_api: client.ApiClient, namespace: str
+    k8s_api: client.ApiClient, namespace: str, kube: KubeClient
 ) -> None:
-    kube = KubeClient(k8s_api)
     path = resource_path("", "v1", "configmaps", namespace=namespace)
     recorder = Recorder()
     informer = Informer(
@@ -216,18 +197,17 @@ async def test_silent_watch_is_restarted_by_the_watchdog_without_relisting(
     events: list[WatchEvent] = []
     informer.add_handler(events.append)
     async with running(informer):
-        await _until(lambda: recorder.restarts["watchdog"] >= 2, "the watchdog to restart a silent watch")
+        await wait_until(lambda: recorder.restarts["watchdog"] >= 2, "the watchdog to restart a silent watch")
         await kube.create(path, _cm("late"))
-        await _until(lambda: informer.get(f"{namespace}/late") is not None, "an event after the restarts")
+        await wait_until(lambda: informer.get(f"{namespace}/late") is not None, "an event after the restarts")
         assert recorder.relists == 1  # resumed from its resourceVersion each time
     assert [e.type for e in events if e.key == f"{namespace}/late"] == ["ADDED"]
 
 
-async def test_all_namespaces_watch(k8s_api: client.ApiClient, namespace: str) -> None:
-    kube = KubeClient(k8s_api)
+async def test_all_namespaces_watch(k8s_api: client.ApiClient, namespace: str, kube: KubeClient) -> None:
     informer = Informer(kube, CONFIGMAPS, label_selector="gastown-test=all-ns")
     async with running(informer):
         await kube.create(
             resource_path("", "v1", "configmaps", namespace=namespace), _cm("x", **{"gastown-test": "all-ns"})
         )
-        await _until(lambda: informer.get(f"{namespace}/x") is not None, "a cluster-wide watch to see it")
+        await wait_until(lambda: informer.get(f"{namespace}/x") is not None, "a cluster-wide watch to see it")

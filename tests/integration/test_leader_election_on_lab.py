@@ -2,7 +2,7 @@
 
 Both managers run in this process against the lab's kube-apiserver, competing for a
 real ``coordination.k8s.io/v1`` Lease. Their executors are stand-ins (see
-tests/integration/engine_support.py) sharing one in-memory "world", as two replicas
+tests/support/engine.py) sharing one in-memory "world", as two replicas
 share one cluster; each call is tagged with the replica that made it.
 """
 
@@ -19,19 +19,17 @@ from kubernetes_asyncio import client
 from gastown.api.models import ExecutionMode, Phase, Polecat
 from gastown.api.paths import resource_path
 from gastown.controller.manager import Manager
-from gastown.devcluster.lab import Lab
 from gastown.executors.base import Observation, Release
 from gastown.kube import KubeClient
-from tests.integration.engine_support import (
+from tests.support.engine import (
     FAST_INFORMERS,
     FAST_RECONCILER,
     StandInExecutor,
     create_polecat,
     engine_settings,
-    install_crd,
-    wait_for,
     wait_phase,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -106,12 +104,6 @@ class Replicas:
             await mgr.stop()
         # Campaigning, losing, releasing and stopping are all expected: no task "died".
         assert [m.failure for m in self.managers.values()] == [None] * len(self.managers)
-
-
-@pytest.fixture
-async def kube(lab: Lab, k8s_api: client.ApiClient) -> KubeClient:
-    await install_crd(lab)
-    return KubeClient(k8s_api)
 
 
 async def _lease(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:

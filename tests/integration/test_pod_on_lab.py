@@ -32,7 +32,7 @@ from gastown.executors.kubernetes.observer import slim_pod
 from gastown.executors.kubernetes.pod import build_pod, pod_name
 from gastown.kube import KubeClient
 from gastown.settings import PodDefaults
-from tests.integration.engine_support import install_crd
+from tests.support.crd import install_crd
 
 pytestmark = pytest.mark.lab
 

@@ -1,6 +1,6 @@
 """The reconcile engine against the real apiserver, with a stand-in executor.
 
-The executor is :class:`StandInExecutor` (tests/integration/engine_support.py): it stands
+The executor is :class:`StandInExecutor` (tests/support/engine.py): it stands
 in for a real execution mode so the engine is tested alone. Everything else is real:
 kube-apiserver + etcd, the generated CRD with its status subresource, Events, and the
 manager's informers, work queue, workers and ops server.
@@ -21,28 +21,21 @@ from gastown.controller.manager import Manager
 from gastown.devcluster.lab import Lab
 from gastown.executors.base import TransientError, UserError
 from gastown.kube import KubeClient
-from tests.integration.engine_support import (
+from tests.support.engine import (
     FAST_INFORMERS,
     FAST_RECONCILER,
     StandInExecutor,
     create_polecat,
     engine_settings,
     get_polecat,
-    install_crd,
     list_events,
     make_manager,
     polecats_path,
-    wait_for,
     wait_phase,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-async def kube(lab: Lab, k8s_api: client.ApiClient) -> KubeClient:
-    await install_crd(lab)
-    return KubeClient(k8s_api)
 
 
 @pytest.fixture

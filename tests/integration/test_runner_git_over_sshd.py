@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from gastown.devcluster.sshd import UserSshd, sshd_available
+from tests.support.ci import unavailable
 
 pytestmark = pytest.mark.sshd
 
@@ -42,9 +43,7 @@ sys.exit(int(os.environ.get("STAND_IN_EXIT", "0")))
 async def sshd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[UserSshd]:
     reason = sshd_available()
     if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}", pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     async with UserSshd.start(tmp_path_factory.mktemp("sshd")) as server:
         yield server
 

@@ -19,7 +19,6 @@ import base64
 import contextlib
 import json
 import ssl
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,24 +35,14 @@ from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook import certs
-from gastown.webhook.server import PATH, WebhookServer
-from tests.integration.test_crd_on_lab import apply_example, install_crd
+from gastown.webhook.server import WebhookServer
+from tests.support.admission import DENIED_BY, VWC_FILE, apply_example, webhook_registered
+from tests.support.crd import install_crd
 from tests.unit.webhook.invalid_examples import EXAMPLES, InvalidExample, all_examples
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-VWC_FILE = REPO / "webhooks" / "validatingwebhookconfiguration.yaml"
-WEBHOOK_NAME = "validate.polecats.gastown.gastown.io"
-DENIED_BY = f'admission webhook "{WEBHOOK_NAME}" denied the request'
 WEBHOOK_EXAMPLES = [e for e in all_examples() if e.rejected_by == "webhook"]
-# A Polecat only the webhook rejects: a probe for "is the webhook in the path yet?".
-PROBE = {
-    "apiVersion": "gastown.gastown.io/v1alpha1",
-    "kind": "Polecat",
-    "metadata": {"name": "webhook-probe"},
-    "spec": {"rig": "gastown", "beadID": "gt-probe", "local": {"dispatcher": "tmux"}},
-}
 
 
 @dataclass
@@ -110,42 +99,11 @@ async def start_webhook(tmp: Path, api: client.ApiClient, *, local_mode: bool = 
     return served
 
 
-def configuration(name: str, namespace: str, port: int, ca_bundle: bytes) -> dict[str, Any]:
-    """The shipped configuration, pointed at 127.0.0.1:port and scoped to one namespace."""
-    vwc: dict[str, Any] = yaml.safe_load(VWC_FILE.read_text())
-    vwc["metadata"]["name"] = name
-    hook = vwc["webhooks"][0]
-    hook["clientConfig"] = {
-        "url": f"https://127.0.0.1:{port}{PATH}",
-        "caBundle": base64.b64encode(ca_bundle).decode(),
-    }
-    hook["namespaceSelector"] = {
-        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]
-    }
-    return vwc
-
-
 @contextlib.asynccontextmanager
-async def registered(lab: Lab, served: ServedWebhook, namespace: str) -> AsyncIterator[str]:
+async def registered(lab: Lab, served: ServedWebhook, namespace: str) -> AsyncIterator[None]:
     """Register the webhook for one namespace; wait until the apiserver calls it; remove it."""
-    name = f"gastown-test-{namespace}-{uuid.uuid4().hex[:6]}"
-    body = configuration(name, namespace, served.server.port, served.ca_cert)
-    await lab.kubectl("apply", "-f", "-", input=json.dumps(body))
-    try:
-        for _ in range(200):
-            _, out, err = await lab.kubectl(
-                "-n", namespace, "apply", "--dry-run=server", "-f", "-", input=json.dumps(PROBE), check=False
-            )
-            if DENIED_BY in out + err:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the apiserver never called the webhook")
-        yield name
-    finally:
-        await lab.kubectl(
-            "delete", "validatingwebhookconfiguration", name, "--ignore-not-found", "--wait=false"
-        )
+    async with webhook_registered(lab, namespace, served.server.port, served.ca_cert):
+        yield
 
 
 @pytest.fixture

@@ -14,27 +14,24 @@ checked against history, not just the end state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client
 
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import install_crd
-from tests.integration.test_informer_on_lab import compact_etcd
+from tests.support.engine import polecats_path
+from tests.support.etcd import compact_etcd
 from tests.support.fleet import (
     assert_converged_once,
     create_burst,
     kubernetes_polecat,
-    polecats_path,
     prepare_namespace,
     wait_converged,
-    wait_until,
 )
 from tests.support.operator_process import OperatorProcess
+from tests.support.waiting import wait_for, wait_until
 from tests.support.watch_ledger import witnessed
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab]
@@ -42,12 +39,10 @@ pytestmark = [pytest.mark.reliability, pytest.mark.lab]
 BURST = 200
 
 
-@pytest.fixture
-async def kube(lab: Lab, k8s_api: client.ApiClient, namespace: str) -> KubeClient:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
+@pytest.fixture(autouse=True)
+async def _fleet_namespace(lab: Lab, kube: KubeClient, namespace: str) -> None:
+    """Every test here runs its fleet in a namespace with what the Pods reference."""
     await prepare_namespace(lab, kube, namespace)
-    return kube
 
 
 async def test_apiserver_killed_mid_burst_every_polecat_converges_once(
@@ -65,7 +60,9 @@ async def test_apiserver_killed_mid_burst_every_polecat_converges_once(
             try:
                 # Kill it while the burst is landing and the operator is checking references
                 # and creating Pods; the rest of the burst comes in after the restart.
-                await wait_until(lambda: len(ledger.polecats) >= BURST // 4, what="a quarter of the burst")
+                await wait_until(
+                    lambda: len(ledger.polecats) >= BURST // 4, what="a quarter of the burst", timeout=120
+                )
                 killed_at = datetime.now(UTC).replace(microsecond=0)
                 await lab.restart_apiserver(down_for=2.0)
             finally:
@@ -123,7 +120,9 @@ async def test_compacted_history_means_relist_and_no_polecat_is_missed(
             async def cache_is_exact() -> bool:
                 return await operator.metric("gastown_polecats") == len(first) - len(deleted) + len(second)
 
-            await _eventually(cache_is_exact, what="the operator's cache to hold exactly the live Polecats")
+            await wait_for(
+                cache_is_exact, interval=0.2, what="the operator's cache to hold exactly the live Polecats"
+            )
             survivors = [n for n in first if n not in deleted] + second
             # The deleted ones' Pods go by garbage collection (kube-controller-manager's, not ours).
             await assert_converged_once(kube, ledger, namespace, survivors, lingering=deleted)
@@ -135,12 +134,3 @@ def _created(obj: dict[str, object]) -> datetime:
     meta = obj.get("metadata")
     assert isinstance(meta, dict)
     return datetime.fromisoformat(str(meta["creationTimestamp"]).replace("Z", "+00:00"))
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.2)

@@ -34,15 +34,8 @@ from gastown.executors.local.tmux import town_socket_name
 from gastown.kube import KubeClient
 from gastown.settings import SSHSettings
 from tests.fixtures.sshd import FAKE_GT, gt_calls, kill_tmux_server, make_town, require_sshd, settings_for
-from tests.integration.engine_support import (
-    engine_settings,
-    get_polecat,
-    install_crd,
-    list_events,
-    polecats_path,
-    wait_for,
-    wait_phase,
-)
+from tests.support.engine import engine_settings, get_polecat, list_events, polecats_path, wait_phase
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab, pytest.mark.sshd]
 
@@ -135,10 +128,15 @@ def canary(tmp_path: Path) -> Path:
 
 
 async def test_sshd_and_tmux_server_deaths_are_reported_and_nothing_is_reslung(
-    *, lab: Lab, k8s_api: client.ApiClient, namespace: str, own_sshd: UserSshd, tmp_path: Path, canary: Path
+    *,
+    lab: Lab,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    own_sshd: UserSshd,
+    tmp_path: Path,
+    canary: Path,
+    kube: KubeClient,
 ) -> None:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
     town = make_town(tmp_path / "town", {"demo": "de"}, agent='echo "agent $GT_POLECAT"; sleep 600\n')
     town_socket = town_socket_name(str(town), os.path.realpath(town))
     socket = f"gastown-rel-{uuid.uuid4().hex[:8]}"
@@ -209,9 +207,8 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
     ssh_settings: SSHSettings,
     tmp_path: Path,
     canary: Path,
+    kube: KubeClient,
 ) -> None:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
     agent = (
         "printf 'work on %s\\n' \"$GT_ISSUE\" > WORK.md\n"
         "git add WORK.md && git -c user.email=a@example.invalid -c user.name=a commit -qm work\n"
@@ -300,13 +297,17 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
 
 
 async def test_an_ssh_outage_is_reported_in_status_while_it_lasts(
-    lab: Lab, k8s_api: client.ApiClient, namespace: str, own_sshd: UserSshd, tmp_path: Path
+    *,
+    lab: Lab,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    own_sshd: UserSshd,
+    tmp_path: Path,
+    kube: KubeClient,
 ) -> None:
     """While sshd is down a running Polecat keeps its phase (its session may well still
     run) but Ready turns Unknown with what is unreachable, and a Polecat created meanwhile
     gets a status saying the same instead of none; both clear when sshd is back."""
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
     town = make_town(tmp_path / "town", {"demo": "de"}, agent="sleep 600\n")
     town_socket = town_socket_name(str(town), os.path.realpath(town))
     mgr = local_manager(

@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 
 from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import install_crd
 from tests.support.fleet import (
     assert_converged_once,
     create_burst,
@@ -37,9 +35,9 @@ from tests.support.fleet import (
     prepare_namespace,
     unconverged,
     wait_converged,
-    wait_until,
 )
 from tests.support.operator_process import OperatorProcess
+from tests.support.waiting import wait_for, wait_until
 from tests.support.watch_ledger import witnessed
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab]
@@ -50,12 +48,10 @@ WAVE = 67  # three waves: a burst of about 200
 LEASE = {"GASTOWN_LEASE_DURATION": "4", "GASTOWN_RENEW_DEADLINE": "3", "GASTOWN_RETRY_PERIOD": "0.5"}
 
 
-@pytest.fixture
-async def kube(lab: Lab, k8s_api: client.ApiClient, namespace: str) -> KubeClient:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
+@pytest.fixture(autouse=True)
+async def _fleet_namespace(lab: Lab, kube: KubeClient, namespace: str) -> None:
+    """Every test here runs its fleet in a namespace with what the Pods reference."""
     await prepare_namespace(lab, kube, namespace)
-    return kube
 
 
 @pytest.fixture
@@ -95,7 +91,9 @@ async def test_operator_sigkilled_at_random_points_converges_once(
                 try:
                     made = pods_made()
                     target = min(made + rng.randint(1, WAVE // 2), max(len(names) - WAVE // 3, made + 1))
-                    await wait_until(partial(_at_least, pods_made, target), what=f"{target} Pods")
+                    await wait_until(
+                        partial(_at_least, pods_made, target), what=f"{target} Pods", timeout=120
+                    )
                     await asyncio.sleep(rng.uniform(0.0, 0.3))
                     kills.append((pods_made(), len(unconverged(ledger, names))))
                     await operator.kill()
@@ -140,7 +138,9 @@ async def test_killed_leader_is_replaced_by_the_standby_and_nothing_is_done_twic
                 create_burst(kube, namespace, [kubernetes_polecat(n, i) for i, n in enumerate(names)])
             )
             try:
-                await wait_until(lambda: len(ledger.pods) >= 10, what="the leader to be creating Pods")
+                await wait_until(
+                    lambda: len(ledger.pods) >= 10, what="the leader to be creating Pods", timeout=120
+                )
                 await a.kill()
                 # Pods seen by now were made by the dead leader (it may have made more).
                 made_by_a = {name: pod["metadata"]["uid"] for name, pod in ledger.pods.items()}
@@ -176,16 +176,8 @@ async def _lease(kube: KubeClient, namespace: str) -> dict[str, Any]:
 
 
 async def _wait_holder(kube: KubeClient, namespace: str, identity: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    holder = None
-    while loop.time() < deadline:
-        try:
-            lease = await _lease(kube, namespace)
-            holder = lease["spec"].get("holderIdentity")
-        except Exception as exc:  # not created yet
-            holder = repr(exc)
-        if holder == identity:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{identity} did not take the Lease in {timeout}s; holder: {holder}")
+    async def holding() -> bool:
+        lease = await _lease(kube, namespace)  # raises until it is created: "not yet"
+        return bool(lease["spec"].get("holderIdentity") == identity)
+
+    await wait_for(holding, timeout=timeout, interval=0.1, what=f"{identity} to take the Lease")

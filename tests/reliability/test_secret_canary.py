@@ -31,11 +31,11 @@ from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
 from gastown.webhook import certs
-from tests.integration.engine_support import install_crd, polecats_path, wait_for
-from tests.integration.test_webhook_on_lab import DENIED_BY, PROBE
-from tests.support.admission import webhook_registered
+from tests.support.admission import DENIED_BY, PROBE, webhook_registered
+from tests.support.engine import polecats_path
 from tests.support.fleet import AGENT_SECRET, kubernetes_polecat, prepare_namespace
 from tests.support.operator_process import OperatorProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab]
 
@@ -70,10 +70,8 @@ async def _end_pod(kube: KubeClient, namespace: str, name: str, code: int, messa
 
 
 async def test_secret_values_never_appear_in_logs_events_status_or_pods(
-    lab: Lab, k8s_api: client.ApiClient, namespace: str, tmp_path: Path
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, tmp_path: Path, kube: KubeClient
 ) -> None:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
     agent_canary = f"sk-canary-agent-{uuid.uuid4().hex}"
     ssh_canary = f"canary-ssh-key-{uuid.uuid4().hex}"
     await prepare_namespace(

@@ -27,7 +27,7 @@ from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient, load_api_client
-from tests.integration.engine_support import engine_settings, install_crd
+from tests.support.engine import engine_settings
 from tests.support.fleet import create_burst, kubernetes_polecat, prepare_namespace, wait_converged
 from tests.support.stall_proxy import StallProxy
 from tests.support.watch_ledger import witnessed
@@ -57,14 +57,14 @@ def _proxied_kubeconfig(lab: Lab, port: int, path: Path) -> Path:
 
 
 async def test_stalled_watch_is_restarted_by_the_watchdog(
+    *,
     lab: Lab,
     k8s_api: client.ApiClient,
     namespace: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    kube: KubeClient,
 ) -> None:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)  # the test's own client goes straight to the apiserver
     await prepare_namespace(lab, kube, namespace)
     # Every request of the operator's client (the Pod creates included) gets the short bound.
     monkeypatch.setattr(gastown.kube, "REQUEST_TIMEOUT", REQUEST_TIMEOUT)

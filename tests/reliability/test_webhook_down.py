@@ -24,9 +24,8 @@ import yaml
 
 from gastown.devcluster.lab import Lab, free_port
 from gastown.webhook import certs
-from tests.integration.test_crd_on_lab import install_crd, set_status
-from tests.integration.test_webhook_on_lab import VWC_FILE, WEBHOOK_NAME
-from tests.support.admission import webhook_registered
+from tests.support.admission import VWC_FILE, WEBHOOK_NAME, webhook_registered
+from tests.support.crd import install_crd, set_status
 from tests.unit.webhook.invalid_examples import EXAMPLES, all_examples
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab]

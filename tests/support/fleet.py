@@ -9,7 +9,7 @@ was lost, which is success, not a duplicate.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ from gastown.api.models import GROUP, VERSION
 from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from tests.integration.engine_support import polecats_path
+from tests.support.engine import polecats_path
 from tests.support.watch_ledger import WatchLedger
 
 GIT_SECRET = "git-ssh"
@@ -130,18 +130,6 @@ async def create_burst(
             await create_until_accepted(kube, path, body)
 
     await asyncio.gather(*(one(b) for b in bodies))
-
-
-async def wait_until(
-    check: Callable[[], object], *, what: str, timeout: float = 120.0, interval: float = 0.1
-) -> None:
-    """Poll the synchronous ``check()`` until it is truthy; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def unconverged(ledger: WatchLedger, names: list[str], phases: tuple[str, ...] = ("Working",)) -> list[str]:

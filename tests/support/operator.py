@@ -28,7 +28,8 @@ from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
 from gastown.kube import KubeClient
 from gastown.settings import Settings
-from tests.integration.engine_support import FAST_INFORMERS, list_events, polecats_path, wait_for
+from tests.support.engine import FAST_INFORMERS, list_events, polecats_path
+from tests.support.waiting import wait_for
 
 # Quick reaction for tests: user errors and blocked deletions are looked at again
 # within seconds rather than the production minute.

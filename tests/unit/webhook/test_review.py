@@ -10,30 +10,9 @@ import pytest
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook import review
 from gastown.webhook.rules import Verdict
-from tests.unit.webhook.test_rules import k8s_polecat, local_polecat
+from tests.unit.webhook.samples import envelope, k8s_polecat, local_polecat
 
 SETTINGS = Settings(ssh=SSHSettings(host="127.0.0.1"))
-
-
-def envelope(
-    obj: Any, *, operation: str = "CREATE", old: Any = None, uid: str = "abc-123", **request: Any
-) -> bytes:
-    req: dict[str, Any] = {
-        "uid": uid,
-        "kind": {"group": "gastown.gastown.io", "version": "v1alpha1", "kind": "Polecat"},
-        "resource": {"group": "gastown.gastown.io", "version": "v1alpha1", "resource": "polecats"},
-        "namespace": "ns",
-        "name": "p1",
-        "operation": operation,
-        "userInfo": {"username": "alice"},
-        "object": obj,
-        "oldObject": old,
-        "dryRun": False,
-    }
-    req.update(request)
-    return json.dumps(
-        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req}
-    ).encode()
 
 
 def test_allowed_review_echoes_uid() -> None:

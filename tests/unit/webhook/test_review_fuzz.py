@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from gastown.api.models import Polecat
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook import review
-from tests.unit.webhook.test_review import envelope
-from tests.unit.webhook.test_rules import k8s_polecat, local_polecat
+from tests.unit.webhook.samples import envelope, k8s_polecat, local_polecat
 
 SETTINGS = Settings(ssh=SSHSettings(host="127.0.0.1"))
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

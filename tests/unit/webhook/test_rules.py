@@ -13,6 +13,7 @@ from gastown.api import crd
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook import rules
 from tests.unit.webhook.invalid_examples import InvalidExample, all_examples, good_examples
+from tests.unit.webhook.samples import k8s_polecat, local_polecat
 
 LOCAL_ON = Settings(ssh=SSHSettings(host="127.0.0.1"))
 LOCAL_OFF = Settings()
@@ -30,32 +31,6 @@ def _verdict_for(example: InvalidExample) -> rules.Verdict:
             old["status"] = {"phase": "Working", "startTime": "2026-01-01T00:00:00Z"}
         return rules.validate_object(example.rejected, settings, operation="UPDATE", old_obj=old)
     return rules.validate_object(example.rejected, settings)
-
-
-def k8s_polecat(**kubernetes: Any) -> dict[str, Any]:
-    spec = {
-        "gitRepository": "git@github.com:example/gastown.git",
-        "gitSecretRef": {"name": "repo-deploy-key"},
-        "knownHostsConfigMapRef": {"name": "git-known-hosts"},
-        "agentSecretRef": {"name": "agent-api-key"},
-        "image": "ghcr.io/gastown/polecat-agent:0.1.0",
-    }
-    spec.update(kubernetes)
-    return {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Polecat",
-        "metadata": {"name": "p1", "namespace": "ns"},
-        "spec": {"rig": "gastown", "beadID": "gt-abc12", "executionMode": "kubernetes", "kubernetes": spec},
-    }
-
-
-def local_polecat(**local: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Polecat",
-        "metadata": {"name": "p1", "namespace": "ns"},
-        "spec": {"rig": "gastown", "beadID": "gt-abc12", "local": {"townRoot": "/srv/gt", **local}},
-    }
 
 
 # --- the examples ------------------------------------------------------------------------

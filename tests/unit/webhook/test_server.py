@@ -21,8 +21,7 @@ from cryptography import x509
 from gastown.settings import Settings, SSHSettings
 from gastown.webhook import certs
 from gastown.webhook.server import PATH, WebhookServer
-from tests.unit.webhook.test_review import envelope
-from tests.unit.webhook.test_rules import k8s_polecat, local_polecat
+from tests.unit.webhook.samples import envelope, k8s_polecat, local_polecat
 
 
 @dataclass

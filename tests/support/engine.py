@@ -1,4 +1,4 @@
-"""Shared parts of the reconcile-engine lab tests: a stand-in executor, the CRD, helpers.
+"""Shared parts of the reconcile-engine lab tests: a stand-in executor, Polecats, helpers.
 
 :class:`StandInExecutor` stands in for a real execution mode (tmux over SSH, or a Pod)
 so the engine — informers, queue, reconciler, status, Events, leader election — is
@@ -10,11 +10,9 @@ kube-apiserver and etcd, the CRD from ``crds/``, the status subresource, Events.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -24,25 +22,10 @@ from gastown.api.paths import resource_path
 from gastown.controller.informer import InformerOptions
 from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
-from gastown.devcluster.lab import Lab
 from gastown.executors.base import Observation, Release
 from gastown.kube import KubeClient
 from gastown.settings import Settings
-
-CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "gastown.gastown.io_polecats.yaml"
-CRD_NAME = f"{PLURAL}.{GROUP}"
-
-_crd_installed = False
-
-
-async def install_crd(lab: Lab) -> None:
-    """Apply the generated Polecat CRD (once per session) and wait until it is served."""
-    global _crd_installed  # noqa: PLW0603 - once per test session
-    if _crd_installed:
-        return
-    await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    await lab.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    _crd_installed = True
+from tests.support.waiting import wait_for
 
 
 class StandInExecutor:
@@ -206,30 +189,6 @@ async def get_polecat(kube: KubeClient, namespace: str, name: str) -> dict[str, 
     return got
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[Any]],
-    *,
-    timeout: float = 30.0,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await check()
-        except Exception as exc:  # the apiserver restarting, say
-            last = exc
-        else:
-            if last:
-                return last
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
-
-
 async def wait_phase(
     kube: KubeClient, namespace: str, name: str, phase: Phase, **kwargs: Any
 ) -> dict[str, Any]:
@@ -250,3 +209,17 @@ async def list_events(kube: KubeClient, namespace: str, name: str | None = None)
         e for e in listed.get("items") or [] if name is None or (e.get("regarding") or {}).get("name") == name
     ]
     return sorted(items, key=lambda e: str(e.get("eventTime") or ""))
+
+
+def reconciles(manager: Manager, result: str | None = None) -> float:
+    """How many reconciles ``manager`` finished (with ``result``, if given), from its metrics.
+
+    A positive sign to wait on before asserting that a reconcile changed nothing.
+    """
+    return sum(
+        sample.value
+        for family in manager.registry.collect()
+        for sample in family.samples
+        if sample.name == "gastown_reconcile_total"
+        and (result is None or sample.labels.get("result") == result)
+    )

@@ -1,0 +1,47 @@
+"""The Polecat CRD on the lab: installed once, and status written as the operator writes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from gastown.api import crd
+from gastown.devcluster.lab import Lab
+from tests.support.ci import unavailable
+from tests.support.waiting import wait_for
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / crd.CRD_FILENAME
+
+_lock = asyncio.Lock()
+_installed: set[str] = set()
+
+
+async def install_crd(lab: Lab) -> None:
+    """Apply the committed CRD and wait until Polecats are served; once per lab.
+
+    Served means more than ``Established``: discovery can lag the condition by a
+    moment, so it waits until ``kubectl get polecats`` works.
+    """
+    if not CRD_FILE.exists():
+        unavailable(f"{CRD_FILE} is not generated: run `python -m gastown.api.crd`")
+    async with _lock:
+        if str(lab.kubeconfig) in _installed:
+            return
+        await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        await lab.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
+
+        async def served() -> bool:
+            rc, _, _ = await lab.kubectl("get", "pcat", "-A", "--request-timeout=5s", check=False)
+            return rc == 0
+
+        await wait_for(served, timeout=20, interval=0.1, what="polecats to be served after Established")
+        _installed.add(str(lab.kubeconfig))
+
+
+async def set_status(lab: Lab, namespace: str, name: str, status: dict[str, object]) -> None:
+    """Write status through the status subresource, as the operator does."""
+    await lab.kubectl(
+        "-n", namespace, "patch", "polecat", name, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
