@@ -205,6 +205,12 @@ class LeaderElector:
         if holder and holder != self.config.identity:
             duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
             if time.monotonic() - self._observed_at < duration:
+                logger.debug(
+                    "lease %s is held by %s",
+                    self.config.name,
+                    holder,
+                    extra={"lease": self.config.name, "identity": self.config.identity, "holder": holder},
+                )
                 return False  # held, and renewed recently by our clock
         transitions = int(spec.get("leaseTransitions") or 0)
         if holder == self.config.identity:

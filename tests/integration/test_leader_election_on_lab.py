@@ -9,8 +9,10 @@ share one cluster; each call is tagged with the replica that made it.
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +31,7 @@ from tests.support.engine import (
     engine_settings,
     wait_phase,
 )
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -106,6 +108,40 @@ class Replicas:
         assert [m.failure for m in self.managers.values()] == [None] * len(self.managers)
 
 
+class Declines(logging.Handler):
+    """Counts, per (replica, holder), the attempts that found the Lease held by another.
+
+    The elector logs each such attempt at DEBUG; these counts are the positive sign that
+    a standby replica really tried (and declined) before a test asserts it does not lead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        holder = getattr(record, "holder", None)
+        if holder is not None:
+            self.counts[(getattr(record, "identity", ""), holder)] += 1
+
+    def b_declined(self) -> int:
+        return self.counts[("replica-b", "replica-a")]
+
+
+@pytest.fixture
+def declines() -> Iterator[Declines]:
+    handler = Declines()
+    elector_log = logging.getLogger("gastown.controller.leaderelection")
+    level = elector_log.level
+    elector_log.addHandler(handler)
+    elector_log.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        elector_log.removeHandler(handler)
+        elector_log.setLevel(level)
+
+
 async def _lease(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     lease: dict[str, Any] = await kube.get(
         resource_path("coordination.k8s.io", "v1", "leases", namespace=namespace, name=name)
@@ -121,12 +157,12 @@ async def _start_with_a_leading(replicas: Replicas) -> None:
 
 
 async def test_exactly_one_replica_reconciles(
-    k8s_api: client.ApiClient, kube: KubeClient, namespace: str
+    k8s_api: client.ApiClient, kube: KubeClient, namespace: str, declines: Declines
 ) -> None:
     replicas = Replicas(k8s_api, namespace, lease_duration=4.0, renew_deadline=3.0, retry_period=0.5)
     try:
         await _start_with_a_leading(replicas)
-        await asyncio.sleep(1.5)  # several of b's retry periods
+        await wait_until(lambda: declines.b_declined() >= 3, what="b to find the Lease held by a, 3 times")
         assert replicas.leaders() == ["a"]
         assert replicas.managers["b"].ready() == (True, "standby: waiting for the leader lease")
 
@@ -143,7 +179,7 @@ async def test_exactly_one_replica_reconciles(
 
 
 async def test_killed_leader_hands_over_within_the_lease_duration(
-    k8s_api: client.ApiClient, kube: KubeClient, namespace: str
+    k8s_api: client.ApiClient, kube: KubeClient, namespace: str, declines: Declines
 ) -> None:
     lease_duration = 4.0
     replicas = Replicas(
@@ -155,10 +191,14 @@ async def test_killed_leader_hands_over_within_the_lease_duration(
         await wait_phase(kube, namespace, "before", Phase.WORKING)
 
         await replicas.managers["a"].abort()  # a crash: no release
+        declined = declines.b_declined()
         lease = await _lease(kube, namespace, replicas.lease_name)
         assert lease["spec"]["holderIdentity"] == "replica-a"  # still held by the dead leader
-        await asyncio.sleep(1.0)
-        assert replicas.leaders() == []  # b respects the unexpired lease
+        # b tries, and respects the unexpired lease.
+        await wait_until(
+            lambda: declines.b_declined() >= declined + 2, what="b to decline the dead leader's lease"
+        )
+        assert replicas.leaders() == []
 
         async def b_leads() -> bool:
             return replicas.managers["b"].is_leader
@@ -179,13 +219,13 @@ async def test_killed_leader_hands_over_within_the_lease_duration(
 
 
 async def test_graceful_stop_releases_the_lease_for_a_fast_handover(
-    k8s_api: client.ApiClient, kube: KubeClient, namespace: str
+    k8s_api: client.ApiClient, kube: KubeClient, namespace: str, declines: Declines
 ) -> None:
     """With a 30 s lease, only a released lease lets b lead within a few seconds."""
     replicas = Replicas(k8s_api, namespace, lease_duration=30.0, renew_deadline=20.0, retry_period=0.5)
     try:
         await _start_with_a_leading(replicas)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: declines.b_declined() >= 2, what="b to find the Lease held by a")
         assert replicas.leaders() == ["a"]
 
         await replicas.managers["a"].stop()

@@ -9,6 +9,7 @@ manager's informers, work queue, workers and ops server.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,9 +32,10 @@ from tests.support.engine import (
     list_events,
     make_manager,
     polecats_path,
+    reconciles,
     wait_phase,
 )
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -126,8 +128,9 @@ async def test_terminal_phase_is_never_redispatched_and_status_stays_quiet(
     rv = obj["metadata"]["resourceVersion"]
     assert manager.engine is not None
     for _ in range(5):
+        before = reconciles(manager)
         manager.engine.queue.add(key)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda n=before: reconciles(manager) > n, what="the requested reconcile to finish")
     assert (await get_polecat(kube, namespace, "beta"))["metadata"]["resourceVersion"] == rv
 
 
@@ -146,10 +149,16 @@ async def test_desired_terminated_stops_work_and_keeps_the_record(
     assert (ready["status"], ready["reason"]) == ("True", "StandInTerminated")
     assert terminated["status"]["completionTime"]
 
-    # Asking for work again does not restart a terminated Polecat.
-    await kube.merge_patch(polecats_path(namespace, "gamma"), {"spec": {"desiredState": "Working"}})
-    await asyncio.sleep(0.5)
-    assert (await get_polecat(kube, namespace, "gamma"))["status"]["phase"] == "Terminated"
+    # Asking for work again does not restart a terminated Polecat. The reconcile that saw
+    # the edit says so by writing its generation into observedGeneration.
+    edited = await kube.merge_patch(polecats_path(namespace, "gamma"), {"spec": {"desiredState": "Working"}})
+
+    async def seen() -> dict[str, Any] | None:
+        obj = await get_polecat(kube, namespace, "gamma")
+        return obj if obj["status"].get("observedGeneration") == edited["metadata"]["generation"] else None
+
+    obj = await wait_for(seen, what="the reconcile of the desiredState edit")
+    assert obj["status"]["phase"] == "Terminated"
     assert standin.dispatches[key] == 1
 
 
@@ -184,10 +193,17 @@ async def test_user_error_goes_to_status_without_a_retry_storm(
     assert "git-key" in ready["message"]
     assert obj["status"]["phase"] == "Pending"
 
-    attempts = len(standin.fail_dispatch[key])
-    await asyncio.sleep(1.0)
-    # Looked at again slowly (user_error_requeue=2s in these tests), not in a backoff loop.
-    assert attempts - len(standin.fail_dispatch[key]) <= 1
+    # Looked at again slowly (user_error_requeue=2s in these tests), not in a backoff loop:
+    # wait for three more attempts, then check how far apart they came. A slow machine
+    # only spreads them further; a backoff loop would bunch them within milliseconds.
+    # (One short gap is allowed: the status write itself wakes one more reconcile.)
+    seen = len(standin.dispatch_times[key])
+    await wait_until(
+        lambda: len(standin.dispatch_times[key]) >= seen + 3, what="three more looks", timeout=30
+    )
+    times = standin.dispatch_times[key][seen - 1 :]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert sum(gap < 1.5 for gap in gaps) <= 1, gaps
 
     async def warned() -> bool:
         return any(e["reason"] == "SecretNotFound" for e in await list_events(kube, namespace, "eps"))

@@ -14,7 +14,6 @@ data (checked byte for byte on gt's stdin, and the canary stays empty).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import uuid
@@ -34,8 +33,15 @@ from gastown.executors.local.tmux import town_socket_name
 from gastown.kube import KubeClient
 from gastown.settings import SSHSettings
 from tests.fixtures.sshd import FAKE_GT, gt_calls, kill_tmux_server, make_town, require_sshd, settings_for
-from tests.support.engine import engine_settings, get_polecat, list_events, polecats_path, wait_phase
-from tests.support.waiting import wait_for
+from tests.support.engine import (
+    engine_settings,
+    get_polecat,
+    list_events,
+    polecats_path,
+    reconciles,
+    wait_phase,
+)
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab, pytest.mark.sshd]
 
@@ -158,13 +164,13 @@ async def test_sshd_and_tmux_server_deaths_are_reported_and_nothing_is_reslung(
         errors = _reconcile_errors(mgr)
         await own_sshd.stop()
         await kube.create(polecats_path(namespace), gt_polecat("gt-3", "de-g3", task))
-        await wait_for(
-            _async(lambda: _reconcile_errors(mgr) > errors), what="the operator to feel the outage"
-        )
-        await asyncio.sleep(5 * POLL)  # several polls fail meanwhile
+        await wait_until(lambda: _reconcile_errors(mgr) >= errors + 5, what="several polls to fail")
         await own_sshd.restart()
         await wait_phase(kube, namespace, "gt-3", Phase.WORKING, timeout=60)
-        await asyncio.sleep(5 * POLL)
+        polled = reconciles(mgr, "requeue")
+        await wait_until(
+            lambda: reconciles(mgr, "requeue") >= polled + 10, what="more polls after the restart"
+        )
         for name in ("gt-1", "gt-2", "tmux-1", "tmux-2"):  # the sessions outlived sshd
             assert (await get_polecat(kube, namespace, name))["status"]["phase"] == "Working", name
         assert slings(town) == {"de-g1": 1, "de-g2": 1, "de-g3": 1}
@@ -182,7 +188,9 @@ async def test_sshd_and_tmux_server_deaths_are_reported_and_nothing_is_reslung(
             ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
             assert ready["reason"] == "SessionLost", ready
             assert "ended without recording an exit status" in ready["message"], ready
-        await asyncio.sleep(10 * POLL)  # many more polls: still nothing is started again
+        # Many more polls of the stuck ones (Failed is terminal: never looked at again).
+        polled = reconciles(mgr, "requeue")
+        await wait_until(lambda: reconciles(mgr, "requeue") >= polled + 15, what="many more polls")
         assert slings(town) == {"de-g1": 1, "de-g2": 1, "de-g3": 1}
         for i in (1, 2):
             assert (runs / f"tmux-{i}").read_text() == "run\n"
@@ -246,7 +254,11 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         assert ready["status"] == "False"
         assert "has_unpushed" in ready["message"], ready
         assert ANNOTATION_FORCE_DELETE in ready["message"], ready  # says how to override
-        await asyncio.sleep(5 * 0.5)  # several more cleanup attempts: all refused
+        checks = len(_recovery_checks(town, keep_tree.name))
+        await wait_until(
+            lambda: len(_recovery_checks(town, keep_tree.name)) >= checks + 3,
+            what="three more cleanup attempts",
+        )
         obj = await get_polecat(kube, namespace, "keep")
         assert obj["metadata"]["deletionTimestamp"]  # still here, held by the finalizer
         assert _git(keep_tree, "rev-parse", "HEAD") == commit  # the work is untouched
@@ -360,6 +372,7 @@ async def test_an_ssh_outage_is_reported_in_status_while_it_lasts(
 
 
 def _reconcile_errors(mgr: Manager) -> float:
+    """Reconciles that raised (an outage: the work queue retries them with backoff)."""
     return sum(
         sample.value
         for family in mgr.registry.collect()
@@ -368,17 +381,19 @@ def _reconcile_errors(mgr: Manager) -> float:
     )
 
 
-def _async(check: Any) -> Any:
-    async def run() -> Any:
-        return check()
-
-    return run
-
-
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def _recovery_checks(town: Path, gt_name: str) -> list[list[str]]:
+    """Every ``gt polecat check-recovery`` call about ``demo/<gt_name>`` (one per cleanup attempt)."""
+    return [
+        c["argv"]
+        for c in gt_calls(town)
+        if c["argv"][:2] == ["polecat", "check-recovery"] and f"demo/{gt_name}" in c["argv"]
+    ]
 
 
 def _nukes(town: Path, _polecat: str, gt_name: str) -> list[list[str]]:

@@ -17,7 +17,6 @@ scheduler, kwok; the operator process with the real kubernetes executor and webh
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -27,12 +26,13 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from gastown.api.models import Phase
 from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
 from gastown.webhook import certs
 from tests.support.admission import DENIED_BY, PROBE, webhook_registered
-from tests.support.engine import polecats_path
+from tests.support.engine import list_events, polecats_path, wait_phase
 from tests.support.fleet import AGENT_SECRET, kubernetes_polecat, prepare_namespace
 from tests.support.operator_process import OperatorProcess
 from tests.support.waiting import wait_for
@@ -47,18 +47,6 @@ TERMINATION_MESSAGE = json.dumps(
 def _forms(value: str) -> list[str]:
     """The canary as written, and as it sits base64-encoded in a Secret's data."""
     return [value, base64.b64encode(value.encode()).decode()]
-
-
-async def _phase(kube: KubeClient, namespace: str, name: str) -> str:
-    obj = await kube.get(polecats_path(namespace, name))
-    return str((obj.get("status") or {}).get("phase", ""))
-
-
-async def _wait_phase(kube: KubeClient, namespace: str, name: str, phase: str) -> None:
-    async def check() -> bool:
-        return await _phase(kube, namespace, name) == phase
-
-    await wait_for(check, what=f"{name} to be {phase}", timeout=60)
 
 
 async def _end_pod(kube: KubeClient, namespace: str, name: str, code: int, message: str) -> None:
@@ -102,15 +90,15 @@ async def test_secret_values_never_appear_in_logs_events_status_or_pods(
             await _wait_for_lookup_warning(lab, namespace, missing, printed)
 
             for name in names:
-                await _wait_phase(kube, namespace, name, "Working")
+                await wait_phase(kube, namespace, name, Phase.WORKING, timeout=60)
             await _end_pod(kube, namespace, "done", 0, TERMINATION_MESSAGE)
             await _end_pod(kube, namespace, "failed", 3, "agent crashed: out of ideas")
             await kube.merge_patch(
                 polecats_path(namespace, "stopped"), {"spec": {"desiredState": "Terminated"}}
             )
-            await _wait_phase(kube, namespace, "done", "Done")
-            await _wait_phase(kube, namespace, "failed", "Failed")
-            await _wait_phase(kube, namespace, "stopped", "Terminated")
+            await wait_phase(kube, namespace, "done", Phase.DONE, timeout=60)
+            await wait_phase(kube, namespace, "failed", Phase.FAILED, timeout=60)
+            await wait_phase(kube, namespace, "stopped", Phase.TERMINATED, timeout=60)
 
             async def missing_reported() -> bool:
                 obj = await kube.get(polecats_path(namespace, "missing"))
@@ -118,7 +106,13 @@ async def test_secret_values_never_appear_in_logs_events_status_or_pods(
                 return bool(ready) and ready[0]["reason"] == "SecretNotFound"
 
             await wait_for(missing_reported, what="the missing Secret to be reported", timeout=30)
-            await asyncio.sleep(1.0)  # let the Events of the last transitions be written
+            # Events are sent in the background: wait for those of the last transitions, so
+            # that the search below covers them.
+            await _wait_events(kube, namespace, {"done": "Completed", "stopped": "Terminated"})
+            await _wait_events(kube, namespace, {"missing": "SecretNotFound"})
+            await wait_for(
+                lambda: _warned(kube, namespace, "failed"), what="the Warning Event of the failed Polecat"
+            )
             metrics = await _metrics_text(operator)
     finally:
         await operator.stop()
@@ -146,6 +140,20 @@ async def test_secret_values_never_appear_in_logs_events_status_or_pods(
         text = content if isinstance(content, str) else json.dumps(content)
         for canary in [*_forms(agent_canary), *_forms(ssh_canary)]:
             assert canary not in text, f"a secret value leaked into the {place}"
+
+
+async def _wait_events(kube: KubeClient, namespace: str, reasons: dict[str, str]) -> None:
+    """Until each named Polecat has an Event with the given reason."""
+    for name, reason in reasons.items():
+
+        async def recorded(name: str = name, reason: str = reason) -> bool:
+            return any(e["reason"] == reason for e in await list_events(kube, namespace, name))
+
+        await wait_for(recorded, what=f"the {reason} Event of {name}", timeout=30)
+
+
+async def _warned(kube: KubeClient, namespace: str, name: str) -> bool:
+    return any(e["type"] == "Warning" for e in await list_events(kube, namespace, name))
 
 
 async def _wait_for_lookup_warning(

@@ -11,6 +11,7 @@ kube-apiserver and etcd, the CRD from ``crds/``, the status subresource, Events.
 from __future__ import annotations
 
 import collections
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,7 +35,8 @@ class StandInExecutor:
     ``poll``: the requeue-after it asks for while work is unfinished (how a polling
     executor such as local mode behaves). ``auto_phase``: the phase work reaches on
     dispatch. Tests change a Polecat's work with :meth:`set_phase`, make calls fail
-    with :attr:`fail_dispatch`, and hold deletions with :attr:`release_done`.
+    with :attr:`fail_dispatch`, and hold deletions with :attr:`release_done`;
+    :attr:`dispatch_times` has the monotonic time of every dispatch call, failed or not.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class StandInExecutor:
         self.releases: collections.Counter[str] = collections.Counter()
         self.observes: collections.Counter[str] = collections.Counter()
         self.fail_dispatch: dict[str, list[Exception]] = {}
+        self.dispatch_times: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
         self.release_done = True
         self.closed = False
 
@@ -84,6 +87,7 @@ class StandInExecutor:
 
     async def dispatch(self, polecat: Polecat) -> Observation:
         """Start stand-in work (or raise an injected error)."""
+        self.dispatch_times[polecat.key].append(time.monotonic())
         errors = self.fail_dispatch.get(polecat.key)
         if errors:
             raise errors.pop(0)

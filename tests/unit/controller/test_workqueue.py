@@ -16,6 +16,7 @@ from gastown.controller.workqueue import (
     WorkerPool,
     WorkQueue,
 )
+from tests.support.waiting import run_ready, wait_until
 
 
 async def _get_now(queue: WorkQueue) -> str:
@@ -69,7 +70,7 @@ async def test_done_without_new_add_leaves_nothing() -> None:
 async def test_get_waits_for_an_add() -> None:
     queue = WorkQueue()
     getter = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await run_ready()
     assert not getter.done()
     queue.add("ns/late")
     assert await asyncio.wait_for(getter, 1.0) == "ns/late"
@@ -78,12 +79,14 @@ async def test_get_waits_for_an_add() -> None:
 async def test_one_add_wakes_one_of_many_getters() -> None:
     queue = WorkQueue()
     getters = [asyncio.create_task(queue.get()) for _ in range(4)]
-    await asyncio.sleep(0.01)
+    await run_ready()
     queue.add("ns/a")
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: any(g.done() for g in getters), what="a getter to get ns/a")
+    await run_ready()
     assert sum(g.done() for g in getters) == 1
     queue.add("ns/b")
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: sum(g.done() for g in getters) >= 2, what="a getter to get ns/b")
+    await run_ready()
     assert sum(g.done() for g in getters) == 2
     queue.shutdown()
     results = await asyncio.gather(*getters, return_exceptions=True)
@@ -95,7 +98,7 @@ async def test_cancelled_getter_does_not_swallow_a_wakeup() -> None:
     queue = WorkQueue()
     first = asyncio.create_task(queue.get())
     second = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await run_ready()
     queue.add("ns/a")
     first.cancel()  # woken (or not) and cancelled in the same loop turn
     await asyncio.gather(first, return_exceptions=True)
@@ -126,10 +129,12 @@ async def test_rate_limited_adds_back_off_and_forget_resets() -> None:
     queue.forget("ns/a")
     assert queue.failures("ns/a") == 0
     assert queue.add_rate_limited("ns/a") == pytest.approx(0.01)
-    # The earliest timer stands; the key arrives once.
+    # The earliest timer stands; the key arrives once. A marker due after every timer
+    # set above arrives next: ns/a, had it been added again, would have come first.
     assert await _get_now(queue) == "ns/a"
     queue.done("ns/a")
-    await asyncio.sleep(0.1)
+    queue.add_after("ns/marker", 0.1)
+    assert await _get_now(queue) == "ns/marker"
     assert len(queue) == 0
 
 
@@ -154,8 +159,9 @@ async def test_immediate_add_with_pending_timer_dedups_when_timer_fires() -> Non
     queue = WorkQueue()
     queue.add_after("ns/a", 0.02)
     queue.add("ns/a")
-    await asyncio.sleep(0.05)  # the timer fired while the key was still waiting
-    assert len(queue) == 1
+    queue.add_after("ns/marker", 0.05)
+    await wait_until(lambda: queue.delayed == 0, what="both timers to fire")  # ns/a's while it waited
+    assert len(queue) == 2  # ns/a once, and the marker
 
 
 async def test_shutdown_drops_waiting_and_delayed_and_refuses_adds() -> None:
@@ -204,10 +210,10 @@ async def test_pool_never_processes_a_key_concurrently_and_sees_late_adds() -> N
     pool = WorkerPool(queue, handler, workers=8)
     running = asyncio.create_task(pool.run())
     queue.add("ns/a")
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: seen["ns/a"] == 1, what="the first round to start")
     for _ in range(10):
         queue.add("ns/a")  # arrives while the first round is blocked
-    await asyncio.sleep(0.01)
+    await run_ready()
     assert seen["ns/a"] == 1
     gate.set()
     for _ in range(100):
