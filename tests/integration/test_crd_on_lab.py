@@ -8,7 +8,6 @@ No webhook is registered for these namespaces, so every rejection here is the sc
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from gastown.devcluster.lab import Lab
 from tests.support.admission import apply_example
 from tests.support.crd import set_status
+from tests.support.waiting import wait_for
 from tests.unit.webhook.invalid_examples import EXAMPLES, InvalidExample, all_examples
 
 pytestmark = pytest.mark.lab
@@ -103,12 +103,11 @@ async def test_unknown_fields_are_refused_by_kubectl(lab: Lab, namespace: str, c
 
 async def test_kubectl_explain_prints_descriptions(lab: Lab, crd: None) -> None:
     # The OpenAPI document is published shortly after the CRD is Established.
-    out = ""
-    for _ in range(100):
+    async def explained() -> str | None:
         rc, out, _ = await lab.kubectl("explain", "polecat.spec.kubernetes", check=False)
-        if rc == 0 and "gitRepository" in out:
-            break
-        await asyncio.sleep(0.2)
+        return out if rc == 0 and "gitRepository" in out else None
+
+    out = await wait_for(explained, timeout=20, interval=0.2, what="kubectl explain to know the CRD")
     assert "Kubernetes-mode settings. Required with executionMode kubernetes" in out
     assert "Repository to clone: git@host:path, ssh://..., or https://..." in out
     assert "kubernetes.io/ssh-auth Secret" in out

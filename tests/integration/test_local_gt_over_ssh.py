@@ -21,6 +21,7 @@ from gastown.executors.local.executor import LocalExecutor
 from gastown.executors.local.tmux import town_socket_name
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.sshd import FAKE_GT, gt_calls, kill_tmux_server, make_polecat, make_town
+from tests.support.engine import observe_until
 
 pytestmark = pytest.mark.sshd
 
@@ -87,16 +88,6 @@ async def tmux_has(socket: str, session: str) -> bool:
     return await proc.wait() == 0
 
 
-async def until(ex: LocalExecutor, p: Polecat, phases: set[Phase], *, attempts: int = 300) -> Observation:
-    obs = await ex.observe(p)
-    for _ in range(attempts):
-        if obs.phase in phases:
-            return obs
-        await asyncio.sleep(0.05)
-        obs = await ex.observe(p)
-    return obs
-
-
 async def test_sling_work_done_and_nuke(executor: LocalExecutor, town: Path) -> None:
     p = gt_polecat("happy", "de-abc")
     assert (await executor.observe(p)).phase is None
@@ -119,7 +110,7 @@ async def test_sling_work_done_and_nuke(executor: LocalExecutor, town: Path) -> 
     assert executor.attach_command(p)[-6:] == ["tmux", "-L", socket, "attach", "-t", "=de-Toast"]
 
     (town / "go-de-abc").touch()
-    done = await until(executor, p, {Phase.DONE})
+    done = await observe_until(executor, p, {Phase.DONE})
     assert done.phase is Phase.DONE, done
     assert done.reason == "Done"
 
@@ -149,7 +140,7 @@ async def test_never_slung_twice(ssh_settings: SSHSettings, executor: LocalExecu
     # With the name recorded, even a finished and cleaned-up polecat is not slung again.
     named = with_name(p, again)
     (town / "go-de-one").touch()
-    assert (await until(executor, named, {Phase.DONE})).phase is Phase.DONE
+    assert (await observe_until(executor, named, {Phase.DONE})).phase is Phase.DONE
     assert (await executor.release(named, force=False)).done
     assert (await executor.dispatch(named)).phase is Phase.DONE
     assert len(slings(town)) == 1
@@ -175,7 +166,7 @@ async def test_unpushed_work_blocks_deletion_unless_forced(executor: LocalExecut
     p = with_name(p, await executor.dispatch(p))
     (town / "dirty-de-wip").touch()
     (town / "go-de-wip").touch()
-    stuck = await until(executor, p, {Phase.STUCK})
+    stuck = await observe_until(executor, p, {Phase.STUCK})
     assert stuck.phase is Phase.STUCK and stuck.reason == "Stalled"  # session died with work assigned
 
     kept = await executor.release(p, force=False)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from gastown.api.models import DesiredState, Phase, Polecat
+from gastown.api.models import TERMINAL_PHASES, DesiredState, Phase, Polecat
 from gastown.devcluster.sshd import UserSshd
-from gastown.executors.base import Observation, TransientError, UserError
+from gastown.executors.base import TransientError, UserError
 from gastown.executors.local.executor import LocalExecutor
 from gastown.executors.local.ssh import SSHPool
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.sshd import make_polecat, settings_for
+from tests.support.engine import observe_until
 
 pytestmark = pytest.mark.sshd
 
@@ -38,17 +39,6 @@ async def tmux_has(socket: str, session: str) -> bool:
         "tmux", "-L", socket, "has-session", "-t", f"={session}", stderr=asyncio.subprocess.DEVNULL
     )
     return await proc.wait() == 0
-
-
-async def until_settled(ex: LocalExecutor, polecat: Polecat, *, attempts: int = 300) -> Observation:
-    """Observe until the phase is terminal (bounded by attempts, not by wall-clock asserts)."""
-    obs = await ex.observe(polecat)
-    for _ in range(attempts):
-        if obs.phase in (Phase.DONE, Phase.FAILED, Phase.TERMINATED):
-            return obs
-        await asyncio.sleep(0.05)
-        obs = await ex.observe(polecat)
-    return obs
 
 
 def tmux_polecat(name: str, workdir: Path, command: str, task: str | None = "the task") -> Polecat:
@@ -80,7 +70,7 @@ async def test_session_runs_the_command_to_done_and_is_removed_on_release(
     assert (await executor.observe(p)).phase is Phase.WORKING
 
     gate.touch()
-    done = await until_settled(executor, p)
+    done = await observe_until(executor, p, TERMINAL_PHASES)
     assert done.phase is Phase.DONE, done
     assert done.requeue_after is None
     assert (tmp_path / "cwd.txt").read_text().strip() == str(tmp_path)
@@ -97,7 +87,7 @@ async def test_session_runs_the_command_to_done_and_is_removed_on_release(
 async def test_non_zero_exit_is_failed(executor: LocalExecutor, tmp_path: Path) -> None:
     p = tmux_polecat("sad", tmp_path, "echo broken >&2; exit 3")
     await executor.dispatch(p)
-    obs = await until_settled(executor, p)
+    obs = await observe_until(executor, p, TERMINAL_PHASES)
     assert obs.phase is Phase.FAILED
     assert "exited 3" in obs.message
     await executor.release(p, force=False)
@@ -110,7 +100,7 @@ async def test_dispatch_is_idempotent_even_after_the_work_finished(
     p = tmux_polecat("once", tmp_path, f"echo run >> {runs}")
     first, second = await asyncio.gather(executor.dispatch(p), executor.dispatch(p))
     assert {first.phase, second.phase} <= {Phase.WORKING, Phase.DONE}
-    assert (await until_settled(executor, p)).phase is Phase.DONE
+    assert (await observe_until(executor, p, TERMINAL_PHASES)).phase is Phase.DONE
     again = await executor.dispatch(p)  # e.g. the status write was lost: must not run again
     assert again.phase is Phase.DONE
     assert runs.read_text() == "run\n"
@@ -179,7 +169,7 @@ async def test_default_workdir_is_created_under_the_state_dir(
     out = tmp_path / "where"
     p = make_polecat("nowd", local={"dispatcher": "tmux", "command": f"pwd > {out}"})
     await executor.dispatch(p)
-    assert (await until_settled(executor, p)).phase is Phase.DONE
+    assert (await observe_until(executor, p, TERMINAL_PHASES)).phase is Phase.DONE
     assert out.read_text().strip().endswith("/.gastown/sessions/gastown-default-nowd/work")
     await executor.release(p, force=False)
 

@@ -13,11 +13,10 @@ helper's and tested there); its result goes through ``slim_pod`` as the cache's 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
@@ -33,10 +32,10 @@ from gastown.executors.kubernetes.pod import build_pod, pod_name
 from gastown.kube import KubeClient
 from gastown.settings import PodDefaults
 from tests.support.crd import install_crd
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
-T = TypeVar("T")
 DEFAULTS = PodDefaults()
 REPORT = {
     "branch": "polecat/fix-login",
@@ -45,18 +44,6 @@ REPORT = {
     "agentExitCode": 0,
     "message": "the agent succeeded; committed its changes and pushed 0123456789ab to polecat/fix-login",
 }
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0) -> T:
-    """Poll ``probe`` until it returns something; fail with ``what`` after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -249,12 +236,14 @@ async def test_kwok_runs_the_pod_to_the_end(
         obs = await executor.observe(polecat)
         return obs if obs.phase is wanted else None
 
-    working = await eventually(lambda: reached(Phase.WORKING), "the Pod to run (kwok pod-running)")
+    working = await wait_for(
+        lambda: reached(Phase.WORKING), what="the Pod to run (kwok pod-running)", timeout=60
+    )
     assert working.kubernetes is not None and working.kubernetes.nodeName
 
     annotations = {"lab.gastown.io/exit-code": exit_code, "lab.gastown.io/termination-message": message}
     await client.CoreV1Api(k8s_api).patch_namespaced_pod(name, ns, {"metadata": {"annotations": annotations}})
-    final = await eventually(lambda: reached(phase), f"the Pod to finish as {phase}")
+    final = await wait_for(lambda: reached(phase), what=f"the Pod to finish as {phase}", timeout=60)
     assert final.reason == reason
     if message:
         assert final.result is not None and final.result.commit == REPORT["commit"]
@@ -273,7 +262,7 @@ async def test_terminate_deletes_the_pod_and_keeps_the_polecat(k8s_api: ApiClien
         await refresh(k8s_api, cache, restricted, pod_name(polecat))
         return True if lookup(restricted, pod_name(polecat)) is None else None
 
-    await eventually(gone, "the Pod to be deleted")
+    await wait_for(gone, what="the Pod to be deleted", timeout=60)
     assert await executor.terminate(polecat) == observation  # again: 404 is fine
     still = await client.CustomObjectsApi(k8s_api).get_namespaced_custom_object(
         GROUP, VERSION, restricted, PLURAL, polecat.metadata.name

@@ -38,6 +38,7 @@ from gastown.webhook import certs
 from gastown.webhook.server import WebhookServer
 from tests.support.admission import DENIED_BY, VWC_FILE, apply_example, webhook_registered
 from tests.support.crd import install_crd
+from tests.support.waiting import wait_for
 from tests.unit.webhook.invalid_examples import EXAMPLES, InvalidExample, all_examples
 
 pytestmark = pytest.mark.lab
@@ -193,12 +194,11 @@ async def test_certificate_rotation_while_the_apiserver_calls(
     first = await webhook.served_serial()
     new_serial = webhook.rotate()
     assert new_serial != first
-    for _ in range(200):
-        if await webhook.served_serial() == new_serial:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the rotated certificate was never served")
+
+    async def rotated() -> bool:
+        return await webhook.served_serial() == new_serial
+
+    await wait_for(rotated, timeout=10, what="the rotated certificate to be served")
     # Same CA, so the apiserver keeps trusting it: still validated, no restart needed.
     example = next(e for e in WEBHOOK_EXAMPLES if e.id == "webhook-image-invalid")
     rc, output = await apply_example(lab, namespace, example)

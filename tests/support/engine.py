@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -23,7 +23,7 @@ from gastown.api.paths import resource_path
 from gastown.controller.informer import InformerOptions
 from gastown.controller.manager import Manager
 from gastown.controller.reconciler import ReconcilerOptions
-from gastown.executors.base import Observation, Release
+from gastown.executors.base import Executor, Observation, Release
 from gastown.kube import KubeClient
 from gastown.settings import Settings
 from tests.support.waiting import wait_for
@@ -227,3 +227,21 @@ def reconciles(manager: Manager, result: str | None = None) -> float:
         if sample.name == "gastown_reconcile_total"
         and (result is None or sample.labels.get("result") == result)
     )
+
+
+async def observe_until(
+    executor: Executor, polecat: Polecat, phases: Collection[Phase], *, timeout: float = 30.0
+) -> Observation:
+    """Ask ``executor`` what runs for ``polecat`` until its phase is one of ``phases``; return that.
+
+    For executor tests that run no reconciler: the executor's own view, polled.
+    """
+
+    async def check() -> Observation | None:
+        observation = await executor.observe(polecat)
+        return observation if observation.phase in phases else None
+
+    found: Observation = await wait_for(
+        check, timeout=timeout, what=f"{polecat.key} to reach one of {sorted(p.value for p in phases)}"
+    )
+    return found
