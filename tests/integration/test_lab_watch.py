@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, watch
 
+from tests.support.waiting import wait_for
+
 pytestmark = pytest.mark.lab
 
 
@@ -80,9 +82,11 @@ async def test_kwok_runs_and_finishes_pods(k8s_api: client.ApiClient, namespace:
 
 
 async def _wait_phase(core: client.CoreV1Api, ns: str, name: str, phases: set[str]) -> str:
-    for _ in range(300):
+    async def reached() -> str | None:
         pod = await core.read_namespaced_pod(name, ns)
-        if pod.status.phase in phases:
-            return str(pod.status.phase)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"pod {name} never reached {phases}, last {pod.status.phase}")
+        return str(pod.status.phase) if pod.status.phase in phases else None
+
+    phase: str = await wait_for(
+        reached, timeout=30, interval=0.1, what=f"pod {name} to reach {sorted(phases)}"
+    )
+    return phase
