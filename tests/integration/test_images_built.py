@@ -23,6 +23,7 @@ import pytest
 
 from gastown.devcluster import images
 from gastown.devcluster.images import LabImages
+from tests.support.ci import unavailable
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Image:
 @pytest.fixture(scope="module")
 def runroot() -> Iterator[Path]:
     if shutil.which("buildah") is None or os.geteuid() != 0:
-        pytest.skip("running the images needs buildah and root (make images installs buildah)")
+        unavailable("running the images needs buildah and root (make images installs buildah)")
     with tempfile.TemporaryDirectory(prefix="gastown-images-test-") as tmp:
         yield Path(tmp)
 
