@@ -26,13 +26,8 @@ from gastown.controller.supervisor import TaskDiedError
 from gastown.devcluster.lab import Lab
 from gastown.executors.base import Observation
 from gastown.kube import KubeClient
-from tests.integration.engine_support import (
-    StandInExecutor,
-    create_polecat,
-    install_crd,
-    make_manager,
-    wait_for,
-)
+from tests.support.engine import StandInExecutor, create_polecat, make_manager
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.lab]
 
@@ -61,10 +56,8 @@ async def _get(port: int, path: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("victim", ["informer-pods", "events"])
 async def test_a_killed_task_fails_readiness_then_stops_the_operator(
-    lab: Lab, k8s_api: client.ApiClient, namespace: str, victim: str
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, victim: str, kube: KubeClient
 ) -> None:
-    await install_crd(lab)
-    kube = KubeClient(k8s_api)
     executor = HeldExecutor()
     manager = make_manager(k8s_api, namespace, executor, shutdown_grace=30.0)
     stop = asyncio.Event()
