@@ -31,8 +31,9 @@ from gastown.devcluster.lab import Lab
 from gastown.devcluster.node import RealNode
 from gastown.kube import KubeClient
 from tests.fixtures.real_node_operator import GitHost, InstalledOperator
-from tests.integration.engine_support import polecats_path, wait_for
+from tests.support.engine import polecats_path
 from tests.support.operator import conditions, pod_path, wait_gone, wait_status
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.real_node]
 

@@ -16,7 +16,7 @@ from gastown.devcluster.lab import Lab
 from gastown.devcluster.network import GATEWAY, POD_SUBNET
 from gastown.devcluster.node import RealNode
 from gastown.devcluster.node_binaries import PAUSE_IMAGE
-from tests.integration.engine_support import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.real_node]
 
