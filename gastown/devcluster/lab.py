@@ -9,7 +9,11 @@ them by playing stages (see ``kwok-stages.yaml``) on a fake node.
 
 Every start makes a fresh PKI and data directory and picks free ports, so two labs
 can run side by side. Children get SIGKILL if the starting process dies (Linux
-PR_SET_PDEATHSIG), so a killed test run leaves no apiserver behind.
+PR_SET_PDEATHSIG), so a killed test run leaves no apiserver behind. Each child runs
+in a session of its own: a terminal's Ctrl-C (SIGINT to the whole foreground process
+group) or hangup reaches only the process that started the lab, which then stops the
+lab in order (dependents first) instead of etcd and the apiserver dying at once under
+a client that is still talking to them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -35,10 +38,10 @@ import yaml
 
 from gastown.devcluster import binaries, pki
 from gastown.devcluster.network import GATEWAY
+from gastown.devcluster.pdeathsig import die_with_parent
 
 STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
 FAKE_NODE = "kwok-node-0"
-_PR_SET_PDEATHSIG = 1
 
 
 class LabError(RuntimeError):
@@ -51,13 +54,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGKILL me when my parent dies."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -77,7 +73,8 @@ class _Child:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -86,17 +83,32 @@ class _Child:
         return self.proc is not None and self.proc.returncode is None
 
     async def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.returncode is not None:
+        """SIGTERM (or SIGKILL), and SIGKILL after ``timeout``; returns once it has exited.
+
+        The process stays known until it has exited, so :meth:`kill_now` still reaches
+        it while this waits.
+        """
+        proc = self.proc
+        if proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self.proc is proc:
+            self.proc = None
+
+    def kill_now(self) -> None:
+        """SIGKILL at once, without waiting (the caller's :meth:`stop` reaps it)."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -173,22 +185,36 @@ class Lab:
         ``real_node=True`` prepares the lab for :class:`gastown.devcluster.node.RealNode`
         (see ``real_node`` on the class); combine it with ``with_kwok=False``.
         """
+        lab = cls.create(workdir=workdir, bin_dir=bin_dir, with_kwok=with_kwok, real_node=real_node)
+        try:
+            await lab.boot()
+        except BaseException:
+            await lab.stop()
+            raise
+        return lab
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        workdir: Path | None = None,
+        bin_dir: Path | None = None,
+        with_kwok: bool = True,
+        real_node: bool = False,
+    ) -> Lab:
+        """A lab not started yet: the caller holds it before :meth:`boot`, so it can stop
+        (or :meth:`kill_now`) whatever part of it is already running if booting is
+        interrupted, e.g. by Ctrl-C."""
         owns = workdir is None
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="gastown-lab-"))
-        lab = cls(
+        return cls(
             bin_dir=bin_dir or binaries.bin_dir(),
             workdir=workdir,
             with_kwok=with_kwok,
             real_node=real_node,
             _owns_workdir=owns,
         )
-        try:
-            await lab._boot()
-        except BaseException:
-            await lab.stop()
-            raise
-        return lab
 
     async def __aenter__(self) -> Self:
         return self
@@ -201,14 +227,23 @@ class Lab:
     ) -> None:
         await self.stop()
 
-    async def stop(self) -> None:
-        """Stop every process (dependents first) and remove the lab's files."""
-        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
-            child = self._children.pop(name, None)
+    STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+    """Dependents first: nothing is left talking to a component that is already gone."""
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop every process in :data:`STOP_ORDER`, each SIGKILLed after ``grace`` s; remove files."""
+        for name in self.STOP_ORDER:
+            child = self._children.get(name)
             if child is not None:
-                await child.stop()
+                await child.stop(timeout=grace)
+                self._children.pop(name, None)
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill_now(self) -> None:
+        """SIGKILL every lab process at once (a second Ctrl-C); a running :meth:`stop` then ends fast."""
+        for child in self._children.values():
+            child.kill_now()
 
     async def restart_apiserver(self, *, down_for: float = 0.0) -> None:
         """Kill kube-apiserver (SIGKILL, like a crash), wait, and start it on the same port."""
@@ -219,7 +254,8 @@ class Lab:
         await child.start()
         await self._wait_apiserver_ready(child)
 
-    async def _boot(self) -> None:
+    async def boot(self) -> None:
+        """Start etcd, the apiserver, the controllers and kwok; return when all are ready."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._write_pki()
         etcd = self._child("etcd", self._etcd_argv())

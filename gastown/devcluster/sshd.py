@@ -9,7 +9,11 @@ pinned in a ``known_hosts`` file under ``[127.0.0.1]:PORT`` so clients check it.
 ``restart()`` keeps the port and the host key, and (by default) drops established
 connections too, the way a host reboot or a crashed sshd would: that is what the
 reconnect tests need to exercise. tmux servers started through it are daemons and
-survive, as they would on a real host.
+survive, as they would on a real host (``env={"TMUX_TMPDIR": ...}`` puts their
+sockets where their starter can find and stop them).
+
+sshd runs in a session of its own (a terminal's Ctrl-C reaches only its starter,
+which stops it) and gets SIGKILL if its starter dies.
 
 Contract: ``async with UserSshd.start(workdir) as sshd: ...`` or
 ``sshd = await UserSshd.launch(workdir)`` ... ``await sshd.stop()``.
@@ -24,9 +28,11 @@ import pwd
 import shutil
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gastown.devcluster.pdeathsig import die_with_parent
 
 SSHD_BINARY = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
@@ -108,6 +114,10 @@ class UserSshd:
     host: str = "127.0.0.1"
     user: str = field(default_factory=lambda: pwd.getpwuid(os.getuid()).pw_name)
     home: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of every session (sshd ``SetEnv``), e.g. ``TMUX_TMPDIR``."""
+    authorized_key_options: str = ""
+    """authorized_keys options for the client key, e.g. ``restrict,command="git-shell ..."``."""
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     # Files, all under workdir.
@@ -158,15 +168,22 @@ class UserSshd:
     # Lifecycle.
     @classmethod
     async def launch(
-        cls, workdir: Path, *, port: int | None = None, home: Path | None = None, host: str = "127.0.0.1"
+        cls,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        home: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        authorized_key_options: str = "",
     ) -> UserSshd:
         """Create keys and config under ``workdir`` and start sshd; return it running.
 
         ``home``, when given, becomes $HOME of every session (sshd's ``SetEnv``): the
         sessions then see none of the user's dotfiles, so tests are isolated from
         them (and from their shell start-up cost). Sessions still start in the
-        user's real home directory. ``host`` is the address it listens on (e.g. the real
-        node's bridge gateway, where Pods reach it).
+        user's real home directory. ``env`` adds more ``SetEnv`` variables. ``host`` is
+        the address it listens on (e.g. the real node's bridge gateway, where Pods reach it).
         """
         reason = sshd_available()
         if reason is not None:
@@ -174,9 +191,18 @@ class UserSshd:
         workdir = await asyncio.to_thread(_make_dir, workdir)
         if home is not None:
             home = await asyncio.to_thread(_make_dir, home)
-            if any(ch.isspace() or ch in "\"'\\" for ch in str(home)):
-                raise SshdError(f"home {home} must not contain spaces or quotes (sshd_config SetEnv)")
-        sshd = cls(workdir=workdir, port=port or _free_port(host), home=home, host=host)
+        values = {**({"HOME": str(home)} if home is not None else {}), **(env or {})}
+        for key, value in values.items():
+            if not key.isidentifier() or any(ch.isspace() or ch in "\"'\\" for ch in value):
+                raise SshdError(f"SetEnv {key}={value}: needs a plain name, a value without spaces/quotes")
+        sshd = cls(
+            workdir=workdir,
+            port=port or _free_port(host),
+            host=host,
+            home=home,
+            env=dict(env or {}),
+            authorized_key_options=authorized_key_options,
+        )
         await sshd._prepare()
         await sshd._spawn()
         return sshd
@@ -193,25 +219,33 @@ class UserSshd:
         finally:
             await sshd.stop()
 
-    async def stop(self, *, drop_connections: bool = True) -> None:
+    async def stop(self, *, drop_connections: bool = True, timeout: float = _STOP_TIMEOUT) -> None:
         """Stop the listener and, by default, every connection it accepted."""
         proc = self._process
         if proc is None:
             return
-        self._process = None
         children = await asyncio.to_thread(_children_of, proc.pid) if drop_connections else []
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
+                await asyncio.wait_for(proc.wait(), timeout)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+        if self._process is proc:
+            self._process = None
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
+
+    def kill_now(self) -> None:
+        """SIGKILL the listener at once (a running :meth:`stop` then returns quickly)."""
+        proc = self._process
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     async def restart(self) -> None:
         """Stop and start again on the same port with the same host key."""
@@ -227,13 +261,16 @@ class UserSshd:
         await asyncio.to_thread(self._write_files)
 
     def _write_files(self) -> None:
-        self.authorized_keys_file.write_text(self.client_key_file.with_suffix(".pub").read_text())
+        key = self.client_key_file.with_suffix(".pub").read_text()
+        options = f"{self.authorized_key_options} " if self.authorized_key_options else ""
+        self.authorized_keys_file.write_text(options + key)
         self.authorized_keys_file.chmod(0o600)
         self.known_hosts_file.write_text(self.host_key_line + "\n")
         self.config_file.write_text(self._config_text())
 
     def _config_text(self) -> str:
-        extra = [f"SetEnv HOME={self.home}"] if self.home is not None else []
+        values = {**({"HOME": str(self.home)} if self.home is not None else {}), **self.env}
+        extra = ["SetEnv " + " ".join(f"{key}={value}" for key, value in values.items())] if values else []
         return "\n".join(
             [
                 *extra,
@@ -276,6 +313,7 @@ class UserSshd:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -285,6 +323,9 @@ class UserSshd:
             await self.stop()
             tail = self.log_file.read_text(errors="replace")[-2000:]
             raise SshdError(f"sshd on {self.host}:{self.port} did not come up; its log:\n{tail}") from None
+        except BaseException:  # cancelled (Ctrl-C while starting): leave nothing running
+            await self.stop()
+            raise
 
     async def _wait_ready(self) -> None:
         """Ready means: the listener answers with an SSH banner."""
