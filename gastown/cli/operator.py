@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def run(**flags: Any) -> None:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Use this cluster instead of starting the test lab.",
 )
-@click.option("--no-example", is_flag=True, help="Do not apply the example local Polecat.")
+@click.option("--no-example", is_flag=True, help="Do not apply the example Polecats (one of each mode).")
 @click.option(
     "--exit-when-working",
     is_flag=True,
@@ -100,18 +101,23 @@ def dev(kubeconfig: Path | None, no_example: bool, exit_when_working: bool) -> N
     """Run everything on this machine: test lab, CRD, webhook, sshd, operator, an example."""
     from gastown.cli.dev import DevOptions, run_dev  # noqa: PLC0415 - starts a whole lab
     from gastown.devcluster.binaries import LabBinariesMissingError  # noqa: PLC0415
+    from gastown.devcluster.gitserver import GitServerError  # noqa: PLC0415
     from gastown.devcluster.sshd import SshdError  # noqa: PLC0415
     from gastown.logging_setup import configure_logging  # noqa: PLC0415
 
     configure_logging("text", "WARNING")
     options = DevOptions(kubeconfig=kubeconfig, example=not no_example, exit_when_working=exit_when_working)
     try:
-        sys.exit(asyncio.run(run_dev(options)))
-    except (LabBinariesMissingError, SshdError) as exc:
+        code = asyncio.run(run_dev(options))
+    except (LabBinariesMissingError, SshdError, GitServerError) as exc:
         click.echo(f"gastown-operator dev: {exc}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before dev's own handlers were installed: nothing started yet
         sys.exit(130)
+    # Everything is stopped: a late Ctrl-C must not turn a clean exit into a traceback.
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 @main.command()

@@ -1,25 +1,66 @@
-"""``gastown-operator dev`` from the README: a lab, the operator, and a local Polecat
-whose tmux session a user can attach to with the command it prints.
+"""``gastown-operator dev`` as a newcomer lives it, in a real terminal (issue 19).
 
-Real parts: the test lab, OpenSSH's sshd, tmux, and the printed ssh command run by a
-real terminal (an outer tmux session stands in for the user's terminal).
+Real parts: a pseudo-terminal (``tests/support/pty_terminal.py``: dev is its session
+leader, so Ctrl-C is the byte ``\\x03`` turned into SIGINT for the foreground process
+group by the kernel, and closing it is a real hangup), the test lab, OpenSSH's sshd,
+tmux, git, and a fresh ``env -i`` shell that runs the printed ``source`` line. What
+"leaves nothing" means is read from /proc (``tests/support/leftovers.py``): every
+process that descends from dev or names its directory (the tmux servers it started
+are daemons outside its tree), every TCP port they listen on, and the directory.
+
+Simulated, and said so by dev itself: the kubernetes-mode example's Pod runs on the
+lab's kwok node (no container runs) until the lab has a real node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shlex
-import signal
+import re
+import shutil
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
+from gastown.devcluster import tmux_servers
 from tests.fixtures.lab import require_lab
 from tests.fixtures.sshd import require_sshd
+from tests.support import leftovers
+from tests.support.pty_terminal import PtyTerminal
 
 pytestmark = [pytest.mark.lab, pytest.mark.sshd]
+
+DEV = [sys.executable, "-m", "gastown.cli.operator", "dev"]
+STARTING = r"starting the test lab .* in (\S+)"
+READY = r"Ctrl-C stops everything and removes (\S+)"
+STOPPING = r"stopping the operator, the lab"
+STOP_LIMIT = 10.0  # the issue's bound for a clean stop after Ctrl-C or a hangup
+START_LIMIT = 240.0
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GASTOWN_", "TMUX"))}
+    env.pop("KUBECONFIG", None)
+    return {**env, "TERM": "xterm", "PYTHONUNBUFFERED": "1"}
+
+
+async def _fresh_shell(script: str, home: Path) -> tuple[int, str]:
+    """``script`` in a new login-less shell that knows nothing: no venv, no lab, no variables."""
+    proc = await asyncio.create_subprocess_exec(
+        "env",
+        "-i",
+        "PATH=/usr/bin:/bin",
+        f"HOME={home}",
+        "bash",
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def _tmux(*args: str) -> tuple[int, str]:
@@ -30,62 +71,156 @@ async def _tmux(*args: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode(errors="replace")
 
 
-async def test_dev_reaches_a_working_polecat_that_can_be_attached() -> None:
+async def _clean_up(term: PtyTerminal, workdir: Path | None) -> None:
+    """After a failed test: kill dev (the kernel then kills the lab and the sshds), and
+    whatever would outlive it: the tmux servers it started, its directory."""
+    await term.kill()
+    if workdir is not None:
+        tmux_servers.kill_now(workdir / "tmux")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _start_dev() -> tuple[PtyTerminal, Path]:
     require_lab()
     require_sshd()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gastown.cli.operator",
-        "dev",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
+    term = await PtyTerminal.start(DEV, env=_env())
+    try:
+        match = await term.wait_for(READY, START_LIMIT)
+    except BaseException:
+        started = re.search(STARTING, term.text)
+        await _clean_up(term, Path(started.group(1)) if started else None)
+        raise
+    return term, Path(match.group(1))
+
+
+async def _stops_cleanly(term: PtyTerminal, workdir: Path, stop: str) -> None:
+    """Do ``stop`` to the terminal; dev must exit 0 within the bound and leave nothing."""
+    made = leftovers.made_by(term.proc.pid, workdir)
+    names = " ".join(p.cmdline for p in made)
+    for part in ("etcd", "kube-apiserver", "kwok", "sshd", "tmux"):
+        assert part in names, f"no {part} among the processes dev made: {made}"
+    # Ctrl-C goes to the terminal's foreground process group: only dev may be in it.
+    in_foreground = [p for p in made if p.pgrp == term.foreground_group()]
+    assert in_foreground == [], f"these would get the terminal's Ctrl-C too: {in_foreground}"
+    ports = leftovers.listening_ports([term.proc.pid, *(p.pid for p in made)])
+    assert len(ports) >= 6, ports  # etcd x2, apiserver, 2 sshds, webhook, metrics, health
+
+    if stop == "ctrl-c":
+        term.ctrl_c()
+    elif stop == "ctrl-c twice":
+        term.ctrl_c()
+        await term.wait_for(STOPPING, STOP_LIMIT)
+        term.ctrl_c()
+    elif stop == "hangup":
+        term.close()
+    rc = await term.wait_exit(STOP_LIMIT)
+
+    assert rc == 0, term.text
+    assert leftovers.still_running(made) == [], term.text
+    assert leftovers.made_by(term.proc.pid, workdir) == []
+    assert leftovers.ports_still_listening(ports) == set(), term.text
+    assert not workdir.exists(), term.text
+
+
+async def test_printed_next_steps_work_in_a_new_terminal_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    term, workdir = await _start_dev()
     outer = f"user-terminal-{uuid.uuid4().hex[:6]}"
     try:
-        async with asyncio.timeout(120):
-            while not any("Ctrl-C to stop" in line for line in lines):
-                line = (await proc.stdout.readline()).decode()
-                assert line, "dev exited early:\n" + "".join(lines)
-                lines.append(line)
-        output = "".join(lines)
-        assert "phase: Working" in output, output
-        [attach] = [line.strip() for line in lines if line.strip().startswith("ssh -t ")]
-        assert "tmux -L gastown attach -t =gastown-default-hello-polecat" in attach
+        shown = term.text
+        # Both modes, as dev shows them; the simulated one says so.
+        assert re.search(r"hello-kubernetes\s+hello\s+kubernetes\s+Working", shown), shown
+        assert re.search(r"hello-local\s+hello\s+local\s+Working", shown), shown
+        assert "SIMULATED" in shown, shown
+        [source] = re.findall(r"^\s+(source \S+)\s*$", shown, re.MULTILINE)
 
-        # The user's terminal: run the printed command and read what the agent prints.
-        rc, out = await _tmux(
-            "-L",
-            outer,
-            "new-session",
-            "-d",
-            "-s",
-            outer,
-            "-x",
-            "200",
-            "-y",
-            "50",
-            attach,
+        # A new terminal: nothing but /usr/bin:/bin on PATH, no variables. Paste the line.
+        rc, out = await _fresh_shell(
+            f"{source} && command -v gastown kubectl && gastown list && kubectl get pcat", tmp_path
         )
         assert rc == 0, out
+        gastown_path, kubectl_path = out.splitlines()[:2]
+        assert Path(gastown_path).parent == Path(sys.executable).parent, out
+        assert "/gastown/lab/" in kubectl_path, f"kubectl is not the lab's: {out}"
+        assert re.search(r"hello-local\s+hello\s+local\s+Working", out), out
+        assert re.search(r"hello-kubernetes\s+hello\s+kubernetes\s+Working", out), out
+        assert out.count("hello-") >= 4, out  # both in `gastown list` and in `kubectl get pcat`
+
+        # The kubernetes example's git server, reached exactly as its Pod would: the key from
+        # the Secret, the host key from the ConfigMap, the URL from the Polecat.
+        rc, out = await _fresh_shell(
+            f"{source} && cd {tmp_path} && set -e\n"
+            "kubectl get secret hello-git-ssh -o jsonpath='{.data.ssh-privatekey}' | base64 -d > key\n"
+            "chmod 600 key\n"
+            "kubectl get configmap hello-git-known-hosts -o jsonpath='{.data.known_hosts}' > known_hosts\n"
+            "url=$(kubectl get pcat hello-kubernetes -o jsonpath='{.spec.kubernetes.gitRepository}')\n"
+            'GIT_SSH_COMMAND="ssh -i $PWD/key -o IdentitiesOnly=yes -o UserKnownHostsFile=$PWD/known_hosts '
+            '-o StrictHostKeyChecking=yes -o BatchMode=yes" git ls-remote "$url"',
+            tmp_path,
+        )
+        assert rc == 0, out
+        assert "refs/heads/main" in out, out
+
+        # And the attach step, in a terminal of its own: the agent's pane shows up.
+        attach = (
+            f"env -i PATH=/usr/bin:/bin HOME={tmp_path} TERM=xterm "
+            f"bash -c '{source} && gastown attach hello-local'"
+        )
+        rc, out = await _tmux("-L", outer, "new-session", "-d", "-s", outer, "-x", "200", "-y", "50", attach)
+        assert rc == 0, out
         screen = ""
-        for _ in range(100):
+        for _ in range(150):
             _, screen = await _tmux("-L", outer, "capture-pane", "-p", "-t", f"={outer}:")
             if "Polecat at work" in screen and "step" in screen:
                 break
             await asyncio.sleep(0.1)
-        assert "Polecat at work" in screen, screen
         assert "Say hello from a tmux session on this host." in screen, screen
+        await _tmux("-L", outer, "kill-server")
+
+        await _stops_cleanly(term, workdir, "ctrl-c")
+        assert "stopped in" in term.text
+        assert "Unclosed" not in term.text, term.text
+        assert "WARNING" not in term.text and "Traceback" not in term.text, term.text
     finally:
         await _tmux("-L", outer, "kill-server")
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, "".join(lines) + rest.decode()
-    # Stopping removed the example, and with it the tmux session.
-    rc, out = await _tmux("-L", "gastown", "has-session", "-t", "=gastown-default-hello-polecat")
-    assert rc != 0, out
-    assert shlex.split(attach)[0] == "ssh"
+        await _clean_up(term, workdir)
+
+
+async def test_a_second_ctrl_c_during_the_stop_still_leaves_nothing() -> None:
+    term, workdir = await _start_dev()
+    try:
+        await _stops_cleanly(term, workdir, "ctrl-c twice")
+    finally:
+        await _clean_up(term, workdir)
+
+
+async def test_closing_the_terminal_stops_dev_and_leaves_nothing() -> None:
+    term, workdir = await _start_dev()
+    try:
+        await _stops_cleanly(term, workdir, "hangup")
+    finally:
+        await _clean_up(term, workdir)
+
+
+async def test_ctrl_c_while_the_lab_starts_leaves_nothing() -> None:
+    require_lab()
+    require_sshd()
+    term = await PtyTerminal.start(DEV, env=_env())
+    workdir: Path | None = None
+    try:
+        match = await term.wait_for(STARTING, 60)
+        workdir = Path(match.group(1))
+        # Wait until etcd runs at least, so the stop has something to stop.
+        for _ in range(200):
+            if any("etcd" in p.cmdline for p in leftovers.made_by(term.proc.pid, workdir)):
+                break
+            await asyncio.sleep(0.05)
+        made = leftovers.made_by(term.proc.pid, workdir)
+        assert any("etcd" in p.cmdline for p in made), made
+        term.ctrl_c()
+        rc = await term.wait_exit(STOP_LIMIT)
+        assert rc == 0, term.text
+        assert leftovers.still_running(made) == [], term.text
+        assert leftovers.made_by(term.proc.pid, workdir) == []
+        assert not workdir.exists(), term.text
+    finally:
+        await _clean_up(term, workdir)
