@@ -16,9 +16,12 @@ How it stays right (the client-go reflector's contract, in asyncio):
   apiserver restarts, 5xx, 429, a dropped stream) resumes the watch from the last
   resourceVersion after a jittered exponential backoff (:mod:`gastown.backoff`);
   nothing is replayed twice and nothing is skipped.
-* **Inactivity watchdog.** The apiserver sends a bookmark about every minute, so a
-  watch silent for longer than ``watchdog`` seconds (70 by default) is presumed
-  stalled (a proxy that stopped forwarding, a half-open TCP connection) and restarted.
+* **Inactivity watchdog.** The apiserver sends a bookmark about every minute while its
+  watch cache for the resource moves on, so a watch silent for longer than
+  ``watchdog`` seconds (70 by default) may be stalled (a proxy that stopped
+  forwarding, a half-open TCP connection) and is restarted. A quiet resource's watch
+  can be that silent too, so a warning is logged only if the apiserver does not
+  answer a small LIST either; an idle watch's restart is logged at debug level.
 * **Server-side timeouts.** Each watch asks the server to end it after a randomized
   5-10 minutes so load spreads across apiserver replicas; it then resumes seamlessly.
 * **Newest wins.** Objects written by the operator itself can be put in the cache
@@ -343,12 +346,22 @@ class Informer:
                 raise
             except _SilentWatchError:
                 self._observer.on_watch_restart(self.name, "watchdog")
-                logger.warning(
-                    "watch silent for %.0fs; restarting",
-                    self._options.watchdog,
-                    extra={"informer": self.name, "namespace": scope},
-                )
-                # A stalled stream is most likely the path to the server: reconnect at once.
+                # Reconnect at once either way; warn only if the apiserver is silent too.
+                where = {"informer": self.name, "namespace": scope}
+                silent = await self._apiserver_silent(scope)
+                if silent is None:
+                    logger.debug(
+                        "watch idle for %.0fs (apiserver answers); reconnecting",
+                        self._options.watchdog,
+                        extra=where,
+                    )
+                else:
+                    logger.warning(
+                        "watch silent for %.0fs and the apiserver does not answer (%s); restarting",
+                        self._options.watchdog,
+                        silent,
+                        extra=where,
+                    )
             except Exception as exc:
                 if classify(exc) is Fault.GONE:
                     # The list's continue token expired mid-pagination.
@@ -364,6 +377,28 @@ class Informer:
                     extra={"informer": self.name, "namespace": scope},
                 )
                 await asyncio.sleep(delay)
+
+    async def _apiserver_silent(self, scope: str | None) -> str | None:
+        """After the watchdog fired: None if the apiserver answers a small LIST, else why not.
+
+        A watch of a quiet resource can go a whole watchdog period without a byte: the
+        apiserver sends bookmarks only as its watch cache for that resource moves on,
+        and an idle one (no Pods at all, say) may not move for minutes. That is a
+        healthy idle watch, restarted without a warning. A stalled path or a hung
+        apiserver fails this probe too, and that is worth a warning.
+        """
+        query: dict[str, str | int | bool] = {"limit": 1}
+        if self._label_selector:
+            query["labelSelector"] = self._label_selector
+        try:
+            await self._client.get(
+                self.kind.path(scope),
+                query=query,
+                request_timeout=min(self._options.request_timeout, self._options.watchdog),
+            )
+        except Exception as exc:
+            return error_message(exc) or type(exc).__name__
+        return None
 
     async def _list(self, scope: str | None) -> str:
         """List every object in ``scope``, replace that part of the cache, return the list's RV."""

@@ -9,7 +9,9 @@ client notices a close at once).
 ``StallProxy`` forwards bytes both ways between clients and ``upstream``. After
 :meth:`stall`, every connection open at that moment stops forwarding in both
 directions and is held open (until :meth:`close`); connections made afterwards work
-normally, so a client that gives up on a silent connection and reconnects recovers.
+normally, so a client that gives up on a silent connection and reconnects recovers
+(unless ``stall(new_connections=True)``: then new ones go silent too, like an
+apiserver that hangs).
 TLS passes through untouched (the proxy never sees inside it), so the client still
 verifies the apiserver's certificate, which names 127.0.0.1.
 """
@@ -41,6 +43,7 @@ class StallProxy:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._stalled: set[_Connection] = set()
+        self._stall_new = False
         self.accepted = 0
 
     @property
@@ -56,8 +59,9 @@ class StallProxy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def stall(self) -> int:
-        """Freeze every open connection (see the module doc); returns how many."""
+    def stall(self, *, new_connections: bool = False) -> int:
+        """Freeze every open connection (and, if asked, every later one); returns how many."""
+        self._stall_new = new_connections
         for conn in self._connections:
             conn.stalled.set()
         self._stalled |= self._connections
@@ -90,6 +94,10 @@ class StallProxy:
             return
         self.accepted += 1
         conn = _Connection(client_writer, upstream_writer)
+        if self._stall_new:
+            conn.stalled.set()
+            self._stalled.add(conn)
+            return
         self._connections.add(conn)
         conn.tasks = [
             asyncio.create_task(self._pump(client_reader, upstream_writer, conn)),
