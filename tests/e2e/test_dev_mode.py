@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from gastown.devcluster import tmux_servers
+from gastown.devcluster import binaries, tmux_servers
 from tests.fixtures.lab import require_lab
 from tests.fixtures.sshd import require_sshd
 from tests.support import leftovers
@@ -140,7 +140,7 @@ async def test_printed_next_steps_work_in_a_new_terminal_and_ctrl_c_leaves_nothi
         assert rc == 0, out
         gastown_path, kubectl_path = out.splitlines()[:2]
         assert Path(gastown_path).parent == Path(sys.executable).parent, out
-        assert "/gastown/lab/" in kubectl_path, f"kubectl is not the lab's: {out}"
+        assert Path(kubectl_path).parent == binaries.bin_dir(), f"kubectl is not the lab's: {out}"
         assert re.search(r"hello-local\s+hello\s+local\s+Working", out), out
         assert re.search(r"hello-kubernetes\s+hello\s+kubernetes\s+Working", out), out
         assert out.count("hello-") >= 4, out  # both in `gastown list` and in `kubectl get pcat`
