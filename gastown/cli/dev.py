@@ -358,6 +358,9 @@ class DevSession:
             steps.append(_Step("operator", self._stop_operator))
         if self.api is not None:
             steps.append(_Step("API client", self._close_api))
+        # A real kubelet node (issue 15), once dev starts one, stops here: after the
+        # operator, before the lab (Lab.STOP_ORDER: kwok, scheduler, controller-manager,
+        # apiserver, etcd).
         if self.lab is not None:
             lab = self.lab
             steps.append(_Step("lab", lambda: lab.stop(grace=STEP_GRACE), lab.kill_now))
@@ -434,7 +437,8 @@ async def run_dev(options: DevOptions) -> int:
         finally:
             if owns_workdir:
                 await _remove(workdir)
-        say(f"gastown dev: stopped in {time.monotonic() - started:.1f} s; removed {workdir}")
+        removed = f"; removed {workdir}" if owns_workdir else ""
+        say(f"gastown dev: stopped in {time.monotonic() - started:.1f} s{removed}")
 
 
 async def _remove(workdir: Path) -> None:
