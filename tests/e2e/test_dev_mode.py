@@ -18,6 +18,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -113,6 +114,8 @@ async def _stops_cleanly(term: PtyTerminal, workdir: Path, stop: str) -> None:
         term.ctrl_c()
     elif stop == "hangup":
         term.close()
+    elif stop == "sigterm":
+        term.proc.send_signal(signal.SIGTERM)
     rc = await term.wait_exit(STOP_LIMIT)
 
     assert rc == 0, term.text
@@ -193,10 +196,11 @@ async def test_a_second_ctrl_c_during_the_stop_still_leaves_nothing() -> None:
         await _clean_up(term, workdir)
 
 
-async def test_closing_the_terminal_stops_dev_and_leaves_nothing() -> None:
+@pytest.mark.parametrize("stop", ["hangup", "sigterm"])
+async def test_closing_the_terminal_or_sigterm_stops_dev_and_leaves_nothing(stop: str) -> None:
     term, workdir = await _start_dev()
     try:
-        await _stops_cleanly(term, workdir, "hangup")
+        await _stops_cleanly(term, workdir, stop)
     finally:
         await _clean_up(term, workdir)
 
