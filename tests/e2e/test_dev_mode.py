@@ -27,7 +27,7 @@ import pytest
 
 from gastown.devcluster import binaries, tmux_servers
 from tests.fixtures.lab import require_lab
-from tests.fixtures.sshd import require_sshd
+from tests.fixtures.sshd import kill_tmux_server, require_sshd
 from tests.support import leftovers
 from tests.support.pty_terminal import PtyTerminal
 
@@ -177,14 +177,14 @@ async def test_printed_next_steps_work_in_a_new_terminal_and_ctrl_c_leaves_nothi
                 break
             await asyncio.sleep(0.1)
         assert "Say hello from a tmux session on this host." in screen, screen
-        await _tmux("-L", outer, "kill-server")
+        await kill_tmux_server(outer)
 
         await _stops_cleanly(term, workdir, "ctrl-c")
         assert "stopped in" in term.text
         assert "Unclosed" not in term.text, term.text
         assert "WARNING" not in term.text and "Traceback" not in term.text, term.text
     finally:
-        await _tmux("-L", outer, "kill-server")
+        await kill_tmux_server(outer)
         await _clean_up(term, workdir)
 
 
