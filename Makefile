@@ -10,6 +10,7 @@ APT_PACKAGES := tmux openssh-server openssh-client git
 IMAGE_APT_PACKAGES := buildah mmdebstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+DEV_ARGS ?=
 
 .PHONY: test deps system-deps image-deps images venv lab node lint typecheck pytest reliability unit bench dev crd clean-lab
 
@@ -100,7 +101,7 @@ bench: deps lab
 	$(PY) -m bench
 
 dev: deps lab
-	$(VENV)/bin/gastown-operator dev
+	$(VENV)/bin/gastown-operator dev $(DEV_ARGS)
 
 crd: venv
 	$(PY) -m gastown.api.crd

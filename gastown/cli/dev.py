@@ -5,10 +5,12 @@ installs the CRD and the admission webhook (reached by ``url:``, its CA in
 ``caBundle``), starts a user-level sshd on a free port as the local-mode target and
 a git server for kubernetes mode, runs the operator in this process, applies one
 example Polecat of each mode (:mod:`gastown.cli.dev_examples`) and prints one line
-to ``source`` in another terminal (:mod:`gastown.cli.dev_env`) and what to try.
-With ``--kubeconfig`` it uses that cluster instead of a lab (CRD installed if
-missing; no webhook, since the cluster cannot reach this machine; only the local
-example, since Pods there cannot reach this machine's git server either).
+to ``source`` in another terminal (:mod:`gastown.cli.dev_env`) and what to try;
+``--shell`` also opens a shell with that environment in this terminal
+(:mod:`gastown.cli.dev_shell`), and leaving it stops everything. With
+``--kubeconfig`` it uses that cluster instead of a lab (CRD installed if missing;
+no webhook, since the cluster cannot reach this machine; only the local example,
+since Pods there cannot reach this machine's git server either).
 
 Stopping (the part a terminal makes hard). A terminal's Ctrl-C sends SIGINT to its
 whole foreground process group. The lab's processes, the sshds and the tmux servers
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -41,6 +44,7 @@ from gastown.api.models import GROUP, PLURAL, VERSION
 from gastown.api.paths import resource_path
 from gastown.cli import dev_examples as examples
 from gastown.cli.dev_env import DevEnv, scripts_dir, write_env_file
+from gastown.cli.dev_shell import DevShell
 from gastown.cli.dev_signals import StopSignals, say
 from gastown.devcluster import tmux_servers
 from gastown.devcluster.gitserver import GitServer
@@ -73,6 +77,7 @@ class DevOptions:
     example: bool = True
     workdir: Path | None = None
     exit_when_working: bool = False
+    shell: bool = False
 
 
 def _webhook_configuration(port: int, ca_bundle: bytes) -> dict[str, Any]:
@@ -184,6 +189,7 @@ class DevSession:
         self.sshd: UserSshd | None = None
         self.git: GitServer | None = None
         self.manager: Manager | None = None
+        self.shell: DevShell | None = None
         self.example_names: list[str] = []
 
     # -- start -----------------------------------------------------------------------
@@ -214,6 +220,11 @@ class DevSession:
             if self.options.exit_when_working:
                 return 0 if all(p["status"]["phase"] == "Working" for p in polecats) else 1
         self._print_next_steps(env)
+        if self.options.shell:
+            self.shell = await DevShell.start(env.environ(os.environ.get("PATH", "")))
+            await self.shell.wait()
+            say("gastown dev: the shell exited")
+            return 0
         await asyncio.Event().wait()  # until cancelled by a stop signal
         return 0
 
@@ -322,7 +333,10 @@ class DevSession:
     def _print_next_steps(self, env: DevEnv) -> None:
         del env  # everything is in the file
         say()
-        say("Next, in a new terminal, paste this one line (PATH, KUBECONFIG and GASTOWN_SSH_*):")
+        if self.options.shell:
+            say("A shell with PATH, KUBECONFIG and GASTOWN_SSH_* set follows; in another terminal:")
+        else:
+            say("Next, in a new terminal, paste this one line (PATH, KUBECONFIG and GASTOWN_SSH_*):")
         say()
         say(f"  source {self.env_file}")
         say()
@@ -347,13 +361,18 @@ class DevSession:
         for cmd, why in steps:
             say(f"  {cmd.ljust(width)}# {why}")
         say()
-        say(f"gastown dev: Ctrl-C stops everything and removes {self.workdir}")
+        if self.options.shell:
+            say(f"gastown dev: leaving the shell (exit) stops everything and removes {self.workdir}")
+        else:
+            say(f"gastown dev: Ctrl-C stops everything and removes {self.workdir}")
 
     # -- stop ------------------------------------------------------------------------
 
     def _steps(self) -> list[_Step]:
         """Teardown in dependency order (see the module doc)."""
         steps: list[_Step] = []
+        if self.shell is not None:
+            steps.append(_Step("shell", self.shell.hang_up))
         if self.manager is not None:
             steps.append(_Step("operator", self._stop_operator))
         if self.api is not None:

@@ -39,6 +39,11 @@ class DevEnv:
             "GASTOWN_SSH_KNOWN_HOSTS_FILE": str(self.ssh_known_hosts_file),
         }
 
+    def environ(self, path: str) -> dict[str, str]:
+        """What sourcing the file does to an environment whose PATH is ``path``."""
+        dirs = ":".join(str(d) for d in self.path_dirs)
+        return {"PATH": f"{dirs}:{path}" if path else dirs, **self.variables()}
+
     def render(self) -> str:
         """A POSIX shell file to ``source`` (bash, zsh, dash)."""
         dirs = ":".join(str(d) for d in self.path_dirs)

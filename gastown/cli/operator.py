@@ -97,7 +97,13 @@ def run(**flags: Any) -> None:
     is_flag=True,
     help="Stop as soon as the example Polecat is Working (exit 0) or failed (exit 1); for scripts.",
 )
-def dev(kubeconfig: Path | None, no_example: bool, exit_when_working: bool) -> None:
+@click.option(
+    "--shell",
+    "open_shell",
+    is_flag=True,
+    help="Open a shell with the dev environment (PATH, KUBECONFIG, GASTOWN_SSH_*); exiting it stops dev.",
+)
+def dev(kubeconfig: Path | None, no_example: bool, exit_when_working: bool, open_shell: bool) -> None:
     """Run everything on this machine: test lab, CRD, webhook, sshd, operator, an example."""
     from gastown.cli.dev import DevOptions, run_dev  # noqa: PLC0415 - starts a whole lab
     from gastown.devcluster.binaries import LabBinariesMissingError  # noqa: PLC0415
@@ -106,7 +112,9 @@ def dev(kubeconfig: Path | None, no_example: bool, exit_when_working: bool) -> N
     from gastown.logging_setup import configure_logging  # noqa: PLC0415
 
     configure_logging("text", "WARNING")
-    options = DevOptions(kubeconfig=kubeconfig, example=not no_example, exit_when_working=exit_when_working)
+    options = DevOptions(
+        kubeconfig=kubeconfig, example=not no_example, exit_when_working=exit_when_working, shell=open_shell
+    )
     try:
         code = asyncio.run(run_dev(options))
     except (LabBinariesMissingError, SshdError, GitServerError) as exc:

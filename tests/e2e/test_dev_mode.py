@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.sshd]
 DEV = [sys.executable, "-m", "gastown.cli.operator", "dev"]
 STARTING = r"starting the test lab .* in (\S+)"
 READY = r"Ctrl-C stops everything and removes (\S+)"
+SHELL_READY = r"leaving the shell \(exit\) stops everything and removes (\S+)"
 STOPPING = r"stopping the operator, the lab"
 STOP_LIMIT = 10.0  # the issue's bound for a clean stop after Ctrl-C or a hangup
 START_LIMIT = 240.0
@@ -225,6 +226,44 @@ async def test_ctrl_c_while_the_lab_starts_leaves_nothing() -> None:
         assert rc == 0, term.text
         assert leftovers.still_running(made) == [], term.text
         assert leftovers.made_by(term.proc.pid, workdir) == []
+        assert not workdir.exists(), term.text
+    finally:
+        await _clean_up(term, workdir)
+
+
+async def test_dev_shell_has_the_environment_and_its_ctrl_c_reaches_only_its_own_jobs() -> None:
+    """``--shell``: the shell is the terminal's foreground; exiting it stops dev."""
+    require_lab()
+    require_sshd()
+    term = await PtyTerminal.start([*DEV, "--shell"], env={**_env(), "SHELL": "/bin/bash"})
+    workdir: Path | None = None
+    try:
+        match = await term.wait_for(SHELL_READY, START_LIMIT)
+        workdir = Path(match.group(1))
+        term.type("gastown list && kubectl get pcat && echo LISTED-$((40+2))\n")
+        await term.wait_for(r"LISTED-42", 60)
+        listed = term.text[match.end() :]
+        assert re.search(r"hello-local\s+hello\s+local\s+Working", listed), listed
+        assert listed.count("hello-kubernetes") >= 2, listed  # gastown list and kubectl get pcat
+
+        # Ctrl-C while a command runs in the shell: that command stops, dev does not.
+        term.type("sleep 300\n")
+        for _ in range(200):
+            sleeping = [p for p in leftovers.made_by(term.proc.pid, workdir) if p.cmdline == "sleep 300"]
+            if sleeping:
+                break
+            await asyncio.sleep(0.05)
+        assert sleeping, term.text
+        term.ctrl_c()
+        term.type("echo STILL-$((1+2))\n")
+        await term.wait_for(r"STILL-3", 30)
+        assert leftovers.still_running(sleeping) == []
+        assert term.proc.returncode is None, term.text
+
+        made = leftovers.made_by(term.proc.pid, workdir)
+        term.type("exit\n")
+        assert await term.wait_exit(STOP_LIMIT) == 0, term.text
+        assert leftovers.still_running(made) == [], term.text
         assert not workdir.exists(), term.text
     finally:
         await _clean_up(term, workdir)

@@ -98,6 +98,11 @@ class PtyTerminal:
         assert self._master is not None
         return os.tcgetpgrp(self._master)
 
+    def type(self, text: str) -> None:
+        """Keys, as typed (end with a newline for Enter)."""
+        assert self._master is not None
+        os.write(self._master, text.encode())
+
     def ctrl_c(self) -> None:
         """What the Ctrl-C key sends."""
         assert self._master is not None

@@ -49,3 +49,11 @@ def test_posix_sh_reads_it_too(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert out == "2222"
+
+
+def test_environ_is_what_sourcing_does(tmp_path: Path) -> None:
+    """``dev --shell`` gives its shell exactly what the file would set."""
+    env = _env(tmp_path)
+    environ = env.environ("/usr/bin:/bin")
+    assert environ["PATH"] == f"{tmp_path / 'venv bin'}:{tmp_path / 'lab'}:/usr/bin:/bin"
+    assert {k: v for k, v in environ.items() if k != "PATH"} == env.variables()
