@@ -24,8 +24,9 @@ from kubernetes_asyncio import client
 from gastown.controller.informer import Informer, InformerOptions
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient, load_api_client
-from tests.integration.test_informer_on_lab import PODS, Recorder, _until, running
+from tests.support.informers import PODS, Recorder, running
 from tests.support.stall_proxy import StallProxy
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +51,7 @@ async def test_an_idle_watch_is_restarted_without_a_warning(
         observer=recorder,
     )
     async with running(informer):
-        await _until(lambda: recorder.restarts["watchdog"] >= 2, "the watchdog to restart the idle watch")
+        await wait_until(lambda: recorder.restarts["watchdog"] >= 2, "the watchdog to restart the idle watch")
     records = _informer_records(caplog)
     assert any("idle" in r.getMessage() and r.levelno == logging.DEBUG for r in records), records
     assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
@@ -81,7 +82,7 @@ async def test_a_watch_whose_apiserver_is_silent_too_is_a_warning(
             )
             async with running(informer):
                 # The watch has been quiet once and the apiserver answered; now silence.
-                await _until(
+                await wait_until(
                     lambda: any("idle" in r.getMessage() for r in _informer_records(caplog)),
                     "an idle watch restarted quietly",
                 )
@@ -93,7 +94,7 @@ async def test_a_watch_whose_apiserver_is_silent_too_is_a_warning(
                 def warned() -> bool:
                     return any(r.levelno == logging.WARNING for r in _informer_records(caplog))
 
-                await _until(warned, "a warning that the apiserver is silent")
+                await wait_until(warned, "a warning that the apiserver is silent")
         finally:
             await api.close()
     assert recorder.restarts["watchdog"] >= 1

@@ -5,10 +5,6 @@ All real: the lab's kube-apiserver and etcd, ConfigMaps and Pods in a fresh name
 
 from __future__ import annotations
 
-import asyncio
-import collections
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,46 +13,15 @@ from kubernetes_asyncio import client
 
 from gastown.api.paths import resource_path
 from gastown.controller.events import build_event
-from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
+from gastown.controller.informer import Informer, InformerOptions, WatchEvent
 from gastown.controller.manager import MANAGED_BY_SELECTOR
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
 from tests.support.etcd import compact_etcd
+from tests.support.informers import CONFIGMAPS, EVENTS, PODS, Recorder, running
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
-
-CONFIGMAPS = ResourceKind("", "v1", "configmaps")
-PODS = ResourceKind("", "v1", "pods")
-EVENTS = ResourceKind("events.k8s.io", "v1", "events")
-
-
-class Recorder:
-    """Counts relists and watch restarts (the informer's observer hooks)."""
-
-    def __init__(self) -> None:
-        self.relists = 0
-        self.restarts: collections.Counter[str] = collections.Counter()
-
-    def on_relist(self, resource: str) -> None:
-        self.relists += 1
-
-    def on_watch_restart(self, resource: str, reason: str) -> None:
-        self.restarts[reason] += 1
-
-    def on_event(self, resource: str, type: str) -> None:
-        pass
-
-
-@asynccontextmanager
-async def running(informer: Informer) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(informer.run())
-    try:
-        await asyncio.wait_for(informer.synced.wait(), 30)
-        yield task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def _cm(name: str, **labels: str) -> dict[str, Any]:
