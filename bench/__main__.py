@@ -1,7 +1,9 @@
 """``python -m bench [names...] [--quick]``: run the benchmarks on fresh labs.
 
-Names: startup, dispatch, memory, webhook, local, kopf (default: all; kopf runs the
-same dispatch measurements against an idiomatic kopf operator for comparison). ``--quick`` uses
+Names: startup, dispatch, memory, webhook, local, kopf, floor (default: all; kopf runs the
+same dispatch measurements against an idiomatic kopf operator for comparison; floor runs
+interleaved rounds of the same burst with no operator and with ours, and prints the
+operator's figures as ratios to the floor's: ``--n``, ``--pairs``, ``--tag`` apply to it). ``--quick`` uses
 smaller sizes (for a smoke run); the figures in bench/README.md come from a full run.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from bench.harness import Api, OperatorProcess, lab_cpu_seconds, lab_with_crd, write_result
 
-ALL = ["startup", "dispatch", "memory", "webhook", "local", "kopf"]
+ALL = ["startup", "dispatch", "memory", "webhook", "local", "kopf", "floor"]
 
 
 async def run_startup_and_dispatch(sizes: list[int], lifecycle: int) -> None:
@@ -66,7 +68,7 @@ async def run_memory(sizes: list[int]) -> None:
             await operator.stop()
 
 
-async def main(names: list[str], quick: bool) -> None:
+async def main(names: list[str], quick: bool, floor_args: dict[str, Any] | None = None) -> None:
     if "startup" in names or "dispatch" in names:
         await run_startup_and_dispatch([100, 1000] if quick else [100, 1000, 5000], lifecycle=100)
     if "memory" in names:
@@ -75,6 +77,10 @@ async def main(names: list[str], quick: bool) -> None:
         if name in names:
             module = importlib.import_module(f"bench.{name}_bench")
             await module.run(quick=quick)
+    if "floor" in names:
+        from bench import floor  # noqa: PLC0415
+
+        await floor.run(quick=quick, **(floor_args or {}))
 
 
 if __name__ == "__main__":
@@ -82,8 +88,12 @@ if __name__ == "__main__":
     # No `choices=` here: argparse checks a list default against them as one value and refuses it.
     parser.add_argument("names", nargs="*", metavar="name", help=f"any of {', '.join(ALL)} (default: all)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--n", type=int, default=None, help="floor: Polecats per round (default 1000)")
+    parser.add_argument("--pairs", type=int, default=2, help="floor: floor+operator round pairs")
+    parser.add_argument("--tag", default="", help="floor: write results/floor-TAG.json")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(ALL))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
-    asyncio.run(main(args.names or ALL, args.quick))
+    floor_args = {"n": args.n, "pairs": args.pairs, "name": f"floor-{args.tag}" if args.tag else "floor"}
+    asyncio.run(main(args.names or ALL, args.quick, floor_args))

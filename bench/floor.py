@@ -1,0 +1,405 @@
+"""The floor: what a burst of N Polecats costs the cluster with no operator at all.
+
+The operator's burst figures mean little on their own on a shared 2-core VM (they move
+by 10-50 % with whatever else runs). What the operator is accountable for is what it
+adds on top of the work the user asked for: N Polecats and N Pods. So one lab runs
+interleaved rounds (floor, operator, floor, operator, ...) and the operator's figures are
+reported as ratios to the floor rounds of the same run.
+
+* **floor round**: N Polecats POSTed with 64 in flight (as in the operator round), and
+  as each POST returns, the Pod the operator would build for it (``build_pod`` with the
+  chart's defaults: same template, owner reference, labels, security context), POSTed
+  by 32 workers (the operator's ``--workers``). No status writes, no Events, no watch
+  hop: the cheapest possible controller, in the bench process itself.
+* **operator round**: the same N Polecats, and ``gastown-operator run --workers=32`` (as
+  the chart runs it) watching only this round's namespace creates the Pods.
+
+Both rounds use a fresh namespace labelled Pod Security ``restricted`` and are measured
+the same way, by the bench's own watches: per Polecat, Polecat ADDED → its Pod ADDED
+(CR→Pod); "all Pods" is first Polecat ADDED → last Pod ADDED. A round ends when it is
+**settled**: every Pod Running (kwok), for the operator every Polecat Working as well,
+and no more Polecat/Pod/Event requests reaching the apiserver (its
+``apiserver_request_total``, polled every 0.25 s, unchanged for 1.5 s), so trailing
+status writes and Events are in the bill. Per round, the CPU seconds of every process
+up to the moment requests stopped, and the apiserver's request counts by verb and
+resource (delta around the round) divided by N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.harness import (
+    POLECATS_PATH,
+    Api,
+    OperatorProcess,
+    cpu_seconds_of,
+    kubernetes_polecat,
+    lab_cpu_seconds,
+    lab_with_crd,
+    summary_ms,
+    write_result,
+)
+from gastown.api.models import Polecat
+from gastown.devcluster.lab import Lab
+from gastown.executors.kubernetes.pod import build_pod
+from gastown.settings import PodDefaults
+
+CREATES_IN_FLIGHT = 64
+WORKERS = 32
+# Resources whose requests make up a burst; a round is over when none arrive any more.
+BURST_RESOURCES = frozenset({"polecats", "pods", "events", "bindings"})
+QUIET_FOR = 1.5
+POLL = 0.25
+
+RequestKey = tuple[str, str, str]  # verb, resource, subresource
+
+
+def parse_request_counts(text: str) -> dict[RequestKey, float]:
+    """``apiserver_request_total`` from the apiserver's /metrics, summed over everything but
+    verb, resource and subresource (codes, scopes, components, versions)."""
+    counts: dict[RequestKey, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+            counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+def count_delta(before: dict[RequestKey, float], after: dict[RequestKey, float]) -> dict[RequestKey, float]:
+    """Requests made between two readings (keys that did not move are left out)."""
+    out = {}
+    for key, value in after.items():
+        moved = value - before.get(key, 0.0)
+        if moved > 0:
+            out[key] = moved
+    return out
+
+
+def per_polecat(delta: dict[RequestKey, float], n: int) -> dict[str, float]:
+    """Burst requests per Polecat, keyed ``VERB resource[/subresource]``, largest first."""
+    rows = {
+        f"{verb} {resource}{'/' + sub if sub else ''}": round(value / n, 3)
+        for (verb, resource, sub), value in delta.items()
+        if resource in BURST_RESOURCES
+    }
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]))
+
+
+class RoundTimeline:
+    """What the bench's watches saw during one round, keyed by Polecat name."""
+
+    def __init__(self) -> None:
+        self.polecat_added: dict[str, float] = {}
+        self.polecat_phases: dict[str, dict[str, float]] = {}
+        self.pod_added: dict[str, float] = {}
+        self.pod_running: dict[str, float] = {}
+        self.polecat_events = 0
+
+    def on_polecat(self, kind: str, obj: dict[str, Any], at: float) -> bool:
+        name = obj["metadata"]["name"]
+        self.polecat_events += 1
+        if kind == "ADDED":
+            self.polecat_added.setdefault(name, at)
+        phase = (obj.get("status") or {}).get("phase")
+        if phase:
+            self.polecat_phases.setdefault(name, {}).setdefault(phase, at)
+        return False
+
+    def on_pod(self, kind: str, obj: dict[str, Any], at: float) -> bool:
+        owner = (obj["metadata"].get("labels") or {}).get("gastown.gastown.io/polecat")
+        if owner is None:
+            return False
+        if kind == "ADDED":
+            self.pod_added.setdefault(owner, at)
+        if (obj.get("status") or {}).get("phase") == "Running":
+            self.pod_running.setdefault(owner, at)
+        return False
+
+
+@dataclass
+class Round:
+    kind: str  # "floor" or "operator"
+    n: int
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+async def apiserver_counts(api: Api) -> dict[RequestKey, float]:
+    async with api.session.get("/metrics") as resp:
+        resp.raise_for_status()
+        return parse_request_counts(await resp.text())
+
+
+def _burst_total(counts: dict[RequestKey, float]) -> float:
+    return sum(v for (_, resource, _), v in counts.items() if resource in BURST_RESOURCES)
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _settle(
+    api: Api, lab: Lab, extra_pids: dict[str, int], timeout: float
+) -> tuple[dict[RequestKey, float], dict[str, float]]:
+    """Wait until burst requests stop; the counts and CPU readings from when they last moved."""
+    last_total = -1.0
+    last_change = time.monotonic()
+    deadline = last_change + timeout
+    counts: dict[RequestKey, float] = {}
+    cpu: dict[str, float] = {}
+    while True:
+        now_counts = await apiserver_counts(api)
+        now_cpu = _cpu(lab, extra_pids)
+        total = _burst_total(now_counts)
+        if total != last_total:
+            last_total, last_change, counts, cpu = total, time.monotonic(), now_counts, now_cpu
+        elif time.monotonic() - last_change >= QUIET_FOR:
+            return counts, cpu
+        if time.monotonic() > deadline:
+            raise TimeoutError("apiserver requests did not settle")
+        await asyncio.sleep(POLL)
+
+
+def _cpu(lab: Lab, extra_pids: dict[str, int]) -> dict[str, float]:
+    out = lab_cpu_seconds(lab)
+    for name, pid in extra_pids.items():
+        with contextlib.suppress(OSError):
+            out[name] = cpu_seconds_of(pid)
+    return out
+
+
+async def _namespace(api: Api, ns: str, timeline: RoundTimeline) -> list[asyncio.Task[None]]:
+    await api.create_namespace(ns, {"pod-security.kubernetes.io/enforce": "restricted"})
+    pc_list = await api.request("GET", f"{POLECATS_PATH}/namespaces/{ns}/polecats")
+    pod_list = await api.request("GET", f"/api/v1/namespaces/{ns}/pods")
+    tasks = [
+        asyncio.create_task(
+            api.watch(
+                f"{POLECATS_PATH}/namespaces/{ns}/polecats",
+                pc_list["metadata"]["resourceVersion"],
+                timeline.on_polecat,
+            )
+        ),
+        asyncio.create_task(
+            api.watch(
+                f"/api/v1/namespaces/{ns}/pods", pod_list["metadata"]["resourceVersion"], timeline.on_pod
+            )
+        ),
+    ]
+    await asyncio.sleep(0.3)  # both watches open before the burst
+    return tasks
+
+
+async def _floor_creates(api: Api, ns: str, n: int) -> None:
+    """N Polecats with 64 in flight; each Pod POSTed by one of 32 workers as its Polecat returns."""
+    defaults = PodDefaults(check_references=False)
+    polecats_path = f"{POLECATS_PATH}/namespaces/{ns}/polecats"
+    pods_path = f"/api/v1/namespaces/{ns}/pods"
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
+
+    async def create_polecat(i: int) -> None:
+        async with gate:
+            stored = await api.request("POST", polecats_path, kubernetes_polecat(f"pc-{i:05d}", i))
+        queue.put_nowait(stored)
+
+    async def pod_worker() -> None:
+        while (stored := await queue.get()) is not None:
+            await api.request("POST", pods_path, build_pod(Polecat.from_dict(stored), defaults))
+
+    workers = [asyncio.create_task(pod_worker()) for _ in range(WORKERS)]
+    await asyncio.gather(*(create_polecat(i) for i in range(n)))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+
+
+async def _operator_creates(api: Api, ns: str, n: int) -> None:
+    gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
+    path = f"{POLECATS_PATH}/namespaces/{ns}/polecats"
+
+    async def one(i: int) -> None:
+        async with gate:
+            await api.request("POST", path, kubernetes_polecat(f"pc-{i:05d}", i))
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def run_round(lab: Lab, api: Api, kind: str, n: int, index: int) -> Round:
+    """One round (see the module doc); the operator, if any, lives only for this round."""
+    ns = f"{kind}-{index}-{n}-{int(time.time())}"
+    timeline = RoundTimeline()
+    operator: OperatorProcess | None = None
+    if kind == "operator":
+        operator = OperatorProcess(
+            lab, extra_args=["--no-webhook", f"--workers={WORKERS}", f"--namespace={ns}"]
+        )
+    watches = await _namespace(api, ns, timeline)
+    try:
+        extra: dict[str, int] = {}
+        if operator is not None:
+            await operator.start()
+            await operator.wait_ready()
+            assert operator.proc is not None
+            extra["operator"] = operator.proc.pid
+        await asyncio.sleep(0.5)  # let the operator's first lists settle
+        counts0, cpu0 = await apiserver_counts(api), _cpu(lab, extra)
+        t0 = time.monotonic()
+        if operator is None:
+            await _floor_creates(api, ns, n)
+        else:
+            await _operator_creates(api, ns, n)
+        created = time.monotonic() - t0
+        timeout = 120 + n / 10
+        await _until(lambda: len(timeline.pod_added) >= n, timeout, f"{n} Pods")
+        await _until(lambda: len(timeline.pod_running) >= n, timeout, f"{n} Pods Running")
+        if operator is not None:
+            await _until(
+                lambda: sum("Working" in p for p in timeline.polecat_phases.values()) >= n,
+                timeout,
+                f"{n} Polecats Working",
+            )
+        counts1, cpu1 = await _settle(api, lab, extra, timeout)
+        names = list(timeline.polecat_added)
+        first = min(timeline.polecat_added.values())
+        latencies = [timeline.pod_added[x] - timeline.polecat_added[x] for x in names]
+        figures: dict[str, Any] = {
+            "namespace": ns,
+            "create_burst_s": round(created, 3),
+            "all_pods_s": round(max(timeline.pod_added.values()) - first, 3),
+            "all_pods_running_s": round(max(timeline.pod_running.values()) - first, 3),
+            "cr_to_pod": summary_ms(latencies),
+            "cpu_s": {k: round(v - cpu0.get(k, 0.0), 2) for k, v in cpu1.items()},
+            "requests_per_polecat": per_polecat(count_delta(counts0, counts1), n),
+            "polecat_watch_events_per_polecat": round(timeline.polecat_events / n, 2),
+        }
+        if operator is not None:
+            working = [p["Working"] for p in timeline.polecat_phases.values() if "Working" in p]
+            figures["all_working_s"] = round(max(working) - first, 3)
+            figures["operator_rss_mib"] = operator.rss_mib()
+            figures["operator_metrics"] = _operator_metrics(await operator.metrics())
+        return Round(kind, n, figures)
+    finally:
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
+        if operator is not None:
+            await operator.stop()
+
+
+def _operator_metrics(text: str) -> dict[str, float]:
+    """The operator's own tallies that explain its requests (Events sent/dropped, reconciles)."""
+    wanted = {"gastown_events_sent", "gastown_events_dropped", "gastown_reconcile"}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in wanted:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                label = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                key = sample.name + (f"{{{label}}}" if label else "")
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def ratios(rounds: list[Round]) -> dict[str, Any]:
+    """Each operator round against the mean of the floor rounds, and mean against mean."""
+    floors = [r.figures for r in rounds if r.kind == "floor"]
+    ops = [r.figures for r in rounds if r.kind == "operator"]
+
+    def mean(rows: list[dict[str, Any]], get: Callable[[dict[str, Any]], float]) -> float:
+        return sum(get(r) for r in rows) / len(rows)
+
+    metrics: dict[str, Callable[[dict[str, Any]], float]] = {
+        "all_pods": lambda r: r["all_pods_s"],
+        "cr_to_pod_p50": lambda r: r["cr_to_pod"]["p50_ms"],
+        "cr_to_pod_p99": lambda r: r["cr_to_pod"]["p99_ms"],
+        "apiserver_cpu": lambda r: r["cpu_s"]["kube-apiserver"],
+        "etcd_cpu": lambda r: r["cpu_s"].get("etcd", 0.0),
+        "all_pods_running": lambda r: r["all_pods_running_s"],
+    }
+    out: dict[str, Any] = {}
+    for name, get in metrics.items():
+        floor = mean(floors, get)
+        out[name] = {
+            "floor": round(floor, 3),
+            "operator": round(mean(ops, get), 3),
+            "ratio": round(mean(ops, get) / floor, 3) if floor else None,
+            "ratio_per_pair": [
+                round(get(o) / get(f), 3) if get(f) else None for f, o in zip(floors, ops, strict=False)
+            ],
+        }
+    return out
+
+
+TARGETS = {"all_pods": 1.15, "apiserver_cpu": 1.3, "cr_to_pod_p99": 1.2}
+
+
+def print_report(n: int, rounds: list[Round], table: dict[str, Any]) -> None:
+    print(f"\n== floor vs operator, N = {n}, rounds: {' '.join(r.kind for r in rounds)}")
+    for r in rounds:
+        f = r.figures
+        cpu = f["cpu_s"]
+        print(
+            f"  {r.kind:8s} all Pods {f['all_pods_s']:6.2f} s  CR→Pod p50 {f['cr_to_pod']['p50_ms']:7.0f} ms"
+            f" p99 {f['cr_to_pod']['p99_ms']:7.0f} ms  apiserver CPU {cpu['kube-apiserver']:5.1f} s"
+            f"  etcd {cpu.get('etcd', 0):4.1f} s  operator {cpu.get('operator', 0):4.1f} s"
+        )
+    print("  ratio operator / floor (means; per pair):")
+    for name, row in table.items():
+        target = TARGETS.get(name)
+        mark = (
+            "" if target is None else f"  target ≤ {target}  {'met' if row['ratio'] <= target else 'MISSED'}"
+        )
+        print(f"    {name:18s} {row['ratio']:.3f}  {row['ratio_per_pair']}{mark}")
+    print("  apiserver requests per Polecat (burst resources; floor | operator):")
+    floor = next(r for r in rounds if r.kind == "floor").figures["requests_per_polecat"]
+    op = next(r for r in rounds if r.kind == "operator").figures["requests_per_polecat"]
+    for key in sorted(set(floor) | set(op), key=lambda k: -max(floor.get(k, 0), op.get(k, 0))):
+        print(f"    {key:28s} {floor.get(key, 0):6.3f} | {op.get(key, 0):6.3f}")
+    print(f"    {'total':28s} {sum(floor.values()):6.3f} | {sum(op.values()):6.3f}")
+
+
+async def run(
+    *, quick: bool = False, n: int | None = None, pairs: int = 2, name: str = "floor"
+) -> dict[str, Any]:
+    """Interleaved floor/operator rounds on one lab; ratios printed and written."""
+    n = n or (200 if quick else 1000)
+    rounds: list[Round] = []
+    async with lab_with_crd() as lab:
+        api = Api(lab)
+        try:
+            for i in range(pairs):
+                for kind in ("floor", "operator"):
+                    rounds.append(await run_round(lab, api, kind, n, i))
+                    await asyncio.sleep(2)
+        finally:
+            await api.close()
+    table = ratios(rounds)
+    print_report(n, rounds, table)
+    result = {
+        "n": n,
+        "creates_in_flight": CREATES_IN_FLIGHT,
+        "workers": WORKERS,
+        "ratios": table,
+        "targets": TARGETS,
+        "rounds": [{"kind": r.kind, **r.figures} for r in rounds],
+    }
+    write_result(name, result)
+    return result
