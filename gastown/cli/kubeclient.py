@@ -162,7 +162,28 @@ class Cluster:
         path = resource_path("events.k8s.io", "v1", "events", namespace=namespace)
         result = await self._call(self.kube.get(path, query={"fieldSelector": selector}))
         items: list[dict[str, Any]] = list((result or {}).get("items") or [])
+        if kind == "Polecat":
+            items += await self._series_naming(path, name)
         return items
+
+    async def _series_naming(self, path: str, name: str) -> list[dict[str, Any]]:
+        """Series Events about another Polecat that stand for this one too.
+
+        In a burst the operator folds like Events of many Polecats into one series Event
+        (``gastown.controller.eventseries``), which names them all in an annotation; the
+        note is prefixed with the Polecat it is about, so the row reads right here.
+        """
+        from gastown.controller.eventseries import LABEL_SERIES, SERIES_VALUE, names_in  # noqa: PLC0415
+
+        query = {"labelSelector": f"{LABEL_SERIES}={SERIES_VALUE}"}
+        result = await self._call(self.kube.get(path, query=query))
+        out = []
+        for event in (result or {}).get("items") or []:
+            about = str((event.get("regarding") or {}).get("name") or "")
+            if about != name and name in names_in(event):
+                note = f"(one of a burst, with polecat/{about}) {event.get('note') or ''}"
+                out.append({**event, "note": note})
+        return out
 
     # -- Pods -----------------------------------------------------------------------
     async def pod_log(self, namespace: str, pod: str, *, container: str, follow: bool) -> AsyncIterator[str]:

@@ -4,7 +4,10 @@ Users read what happened with ``kubectl describe polecat`` or ``kubectl get even
 and grep for the reasons below. A reconcile only *records* an Event (a non-blocking
 put on a bounded queue); a few sender tasks write them. When the apiserver is slow
 or the queue is full, Events are dropped and counted rather than slowing the work:
-Events are best-effort in Kubernetes too, while status is the record.
+Events are best-effort in Kubernetes too, while status is the record. In a burst,
+like Events (same namespace, type, reason) beyond the first few are folded into one
+series Event with a count (:mod:`gastown.controller.eventseries`, as client-go's
+EventCorrelator does), so a burst of N Polecats does not cost N Event writes per reason.
 
 Reasons (type):
   Dispatching, Working, Completed, Terminated (Normal) — phase transitions;
@@ -23,8 +26,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import anyio
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.paths import resource_path
+from gastown.controller.eventseries import EventSeries, SeriesWrite
 from gastown.kube import KubeClient, error_message
 
 logger = logging.getLogger(__name__)
@@ -114,13 +119,17 @@ class EventRecorder:
         max_pending: int = 2048,
         senders: int = 2,
         observer: EventObserver | None = None,
+        series: EventSeries | None = None,
+        flush_interval: float = 0.5,
     ) -> None:
         self._client = client
         self._instance = instance
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_pending)
+        self._queue: asyncio.Queue[dict[str, Any] | SeriesWrite] = asyncio.Queue(maxsize=max_pending)
         self._senders = senders
         self._observer: EventObserver = observer or _NullObserver()
         self._closed = False
+        self._series = series if series is not None else EventSeries()
+        self._flush_interval = flush_interval
 
     def record(
         self,
@@ -143,16 +152,30 @@ class EventRecorder:
             instance=self._instance,
             now=datetime.now(UTC),
         )
+        if self._series.offer(event, now=time.monotonic()) is not None:
+            self._enqueue(event)
+
+    def _enqueue(self, item: dict[str, Any] | SeriesWrite) -> None:
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._observer.on_event_dropped()
 
+    def _flush_series(self, *, flush_all: bool = False) -> None:
+        for write in self._series.due(now=time.monotonic(), flush_all=flush_all):
+            self._enqueue(write)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            self._flush_series()
+
     async def run(self) -> None:
-        """Send queued Events until cancelled (the senders are one task group)."""
+        """Send queued Events, and series writes when due, until cancelled (one task group)."""
         async with anyio.create_task_group() as group:
             for index in range(self._senders):
                 group.start_soon(self._send_loop, name=f"events-{index}")
+            group.start_soon(self._flush_loop, name="events-series")
 
     async def _send_loop(self) -> None:
         while True:
@@ -162,11 +185,15 @@ class EventRecorder:
             finally:
                 self._queue.task_done()
 
-    async def _send(self, event: dict[str, Any]) -> None:
+    async def _send(self, item: dict[str, Any] | SeriesWrite) -> None:
+        event = item.event if isinstance(item, SeriesWrite) else item
         namespace = event["metadata"]["namespace"]
         path = resource_path("events.k8s.io", "v1", "events", namespace=namespace)
         try:
-            await self._client.create(path, event, request_timeout=10.0)
+            if isinstance(item, SeriesWrite) and item.patch:
+                await self._patch_series(path, item)
+            else:
+                await self._client.create(path, event, request_timeout=10.0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -179,6 +206,15 @@ class EventRecorder:
         else:
             self._observer.on_event_sent(event["type"], event["reason"])
 
+    async def _patch_series(self, path: str, write: SeriesWrite) -> None:
+        """Bring a series Event up to date; create it if its first write was lost."""
+        try:
+            await self._client.merge_patch(f"{path}/{write.name}", write.patch_body(), request_timeout=10.0)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self._client.create(path, write.event, request_timeout=10.0)
+
     @property
     def pending(self) -> int:
         """Events queued and not yet sent."""
@@ -187,6 +223,7 @@ class EventRecorder:
     async def close(self, grace: float) -> None:
         """Stop accepting Events and wait up to ``grace`` seconds for the queue to drain."""
         self._closed = True
+        self._flush_series(flush_all=True)
         try:
             await asyncio.wait_for(self._queue.join(), grace)
         except TimeoutError:
