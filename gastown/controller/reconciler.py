@@ -45,7 +45,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -65,6 +66,7 @@ from gastown.api.models import (
 )
 from gastown.api.paths import resource_path
 from gastown.controller import status
+from gastown.controller.coalesce import wait_for_work_event
 from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer
 from gastown.controller.metrics import ControllerMetrics
@@ -89,7 +91,17 @@ class ReconcilerOptions:
     """Seconds a dispatch may stay invisible in the cache before it is attempted again."""
     conflict_requeue: float = 0.5
     """Look again this soon after a write conflict, should the watch not wake us first."""
+    status_wait: float = 1.0
+    """Longest wait for a just-created Pod's watch event before Dispatching is written anyway
+    (the write waits for it so that it can say Working at once: :mod:`..coalesce`)."""
     request_timeout: float = 15.0
+
+
+class _Wait:
+    """A round that leaves the status write to the work's own watch event (coalesce)."""
+
+
+WAIT = _Wait()
 
 
 class Reconciler:
@@ -112,7 +124,8 @@ class Reconciler:
         self._metrics = metrics
         self._options = options or ReconcilerOptions()
         # key -> (uid, monotonic deadline) of dispatches not yet seen in the cache.
-        self._expectations: dict[str, tuple[str, float]] = {}
+        # key -> (uid, monotonic deadline, wall time) of dispatches not yet seen in the cache.
+        self._expectations: dict[str, tuple[str, float, datetime]] = {}
 
     async def reconcile(self, key: str) -> Outcome:
         """Reconcile ``key``; raise to be retried with backoff."""
@@ -165,14 +178,17 @@ class Reconciler:
         subject = Subject.of(polecat)
         result = "success"
         try:
-            finding, dispatched, requeue_after = await self._act(key, polecat, executor)
+            finding, dispatched, requeue_after, started_at = await self._act(key, polecat, executor)
+            if isinstance(finding, _Wait):  # the status write waits for the work's watch event (coalesce)
+                return Outcome(requeue_after=requeue_after), "success"
         except UserError as err:
             finding, dispatched, requeue_after = err, False, self._options.user_error_requeue
+            started_at = None
             result = "user_error"
         except TransientError as err:
             await self._report_unreachable(raw, subject, err)
             raise
-        written = await self._write(raw, subject, finding, dispatched=dispatched)
+        written = await self._write(raw, subject, finding, dispatched=dispatched, started_at=started_at)
         if not written:
             return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
         if requeue_after is not None and result == "success":
@@ -181,50 +197,60 @@ class Reconciler:
 
     async def _act(
         self, key: str, polecat: Polecat, executor: Executor
-    ) -> tuple[Finding, bool, float | None]:
+    ) -> tuple[Finding | _Wait, bool, float | None, datetime | None]:
         """Make the executor calls this round needs; return what was learned.
 
-        Returns the finding, whether work was started for the Polecat (now, or seen
-        running), and when to look again.
+        Returns the finding (:data:`WAIT`: write nothing yet), whether work was started for
+        the Polecat (now, or seen running), when to look again, and when the work was
+        started if that was before this round and the status does not say so yet.
         """
         if Subject.of(polecat).phase in TERMINAL_PHASES:
             # Never re-dispatched. Keep the verdict; only generation/conditions refresh.
             self._expectations.pop(key, None)
-            return UNCHANGED, False, None
+            return UNCHANGED, False, None, None
 
         observation = await executor.observe(polecat)
-        if observation.phase is not None:
-            self._expectations.pop(key, None)
+        expected = self._expectations.pop(key, None) if observation.phase is not None else None
 
         if polecat.spec.desiredState is DesiredState.TERMINATED:
             dispatched = observation.phase is not None
             if observation.phase in TERMINAL_PHASES:
-                return observation, dispatched, observation.requeue_after
+                return observation, dispatched, observation.requeue_after, None
             if dispatched or _status_dispatched(polecat) or key in self._expectations:
                 observation = await executor.terminate(polecat)
                 self._expectations.pop(key, None)
-            return observation, dispatched, None
+            return observation, dispatched, None, None
 
         if observation.phase is not None:
             if observation.phase is Phase.DONE and self._metrics is not None:
                 self._observe_lifetime(polecat, self._metrics.time_to_done)
-            return observation, True, observation.requeue_after
+            started_at = None
+            if not _status_dispatched(polecat):  # started earlier; the status did not say so yet
+                mine = expected is not None and expected[0] == polecat.metadata.uid
+                started_at = expected[2] if expected is not None and mine else utcnow()
+            return observation, True, observation.requeue_after, started_at
 
         pending = self._expectations.get(key)
         if pending is not None and pending[0] == polecat.metadata.uid:
             remaining = pending[1] - time.monotonic()
             if remaining > 0:
                 # Dispatched moments ago; the cache has not caught up. Keep the status.
-                return UNCHANGED, True, remaining
+                return UNCHANGED, True, remaining, None
         observation = await executor.dispatch(polecat)
         self._expectations[key] = (
             polecat.metadata.uid,
             time.monotonic() + self._options.dispatch_expectation,
+            utcnow(),
         )
         if self._metrics is not None and not _status_dispatched(polecat):
             self._observe_lifetime(polecat, self._metrics.dispatch_latency)
+        dispatching = (
+            observation if observation.phase is not None else replace(observation, phase=Phase.DISPATCHING)
+        )
+        if wait_for_work_event(dispatching, status_dispatched=_status_dispatched(polecat)):
+            return WAIT, True, self._options.status_wait, None
         # The work's own watch events (a Pod) wake us next; pollers ask for a requeue.
-        return observation, True, observation.requeue_after
+        return observation, True, observation.requeue_after, None
 
     # -- deletion -------------------------------------------------------------------
 
@@ -312,13 +338,19 @@ class Reconciler:
             )
 
     async def _write(
-        self, raw: dict[str, Any], subject: Subject, finding: Finding, *, dispatched: bool = False
+        self,
+        raw: dict[str, Any],
+        subject: Subject,
+        finding: Finding,
+        *,
+        dispatched: bool = False,
+        started_at: datetime | None = None,
     ) -> bool:
         """Write the status decided from ``finding`` if it changed; record its Events.
 
         False on a write conflict (the caller looks again soon).
         """
-        decision = status.decide(subject, finding, dispatched=dispatched, now=utcnow())
+        decision = status.decide(subject, finding, dispatched=dispatched, now=utcnow(), started_at=started_at)
         new_wire = decision.wire
         old_raw = raw.get("status") or {}
         if normalize_status(old_raw) == new_wire:

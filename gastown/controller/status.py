@@ -41,7 +41,7 @@ not have) is a Warning. A status that does not change records nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -60,6 +60,7 @@ from gastown.api.models import (
     PolecatStatus,
     ResultStatus,
 )
+from gastown.controller.coalesce import phase_steps
 from gastown.executors.base import Observation, Release, TransientError, UserError
 
 READY = "Ready"
@@ -212,6 +213,10 @@ class Assessment:
     local: LocalStatus | None = None
     kubernetes: KubernetesStatus | None = None
     result: ResultStatus | None = None
+    started_at: datetime | None = None
+    """When the work was started, if that was before this round (a coalesced write:
+    :mod:`gastown.controller.coalesce`); ``startTime`` and the ``Dispatched`` condition
+    keep that time rather than the time of the write."""
 
     @property
     def effective_reason(self) -> str:
@@ -386,10 +391,10 @@ def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: date
         reason=dispatched_reason,
         message=dispatched_message,
         generation=generation,
-        now=now,
+        now=assessment.started_at or now,
     )
 
-    start_time = current.startTime or (now if dispatched else None)
+    start_time = current.startTime or ((assessment.started_at or now) if dispatched else None)
     completion_time = current.completionTime or (now if phase in TERMINAL_PHASES else None)
     return PolecatStatus(
         phase=phase,
@@ -423,20 +428,29 @@ class Note:
 
 
 def notes_for(old: PolecatStatus | None, assessment: Assessment) -> list[Note]:
-    """The Events a status change from ``old`` to ``assessment`` is worth."""
+    """The Events a status change from ``old`` to ``assessment`` is worth.
+
+    A coalesced write (``started_at`` set: :mod:`gastown.controller.coalesce`) from
+    before-work straight to a later phase also tells the Dispatching step it skipped.
+    """
     old_phase = old.phase if old is not None else None
-    new_phase = assessment.phase
-    if new_phase is not old_phase and not (old_phase is None and new_phase is Phase.PENDING):
-        warning = new_phase in WARNING_PHASES
-        return [
-            Note(
-                type="Warning" if warning else "Normal",
-                reason=assessment.reason if warning and assessment.reason else PHASE_REASONS[new_phase],
-                message=assessment.effective_message,
-                action="Dispatch" if new_phase is Phase.DISPATCHING else "Reconcile",
-                transition=(old_phase, new_phase),
+    steps = phase_steps(old_phase, assessment.phase, coalesced=assessment.started_at is not None)
+    if steps:
+        notes = []
+        for new_phase in steps:
+            step = assessment if new_phase is assessment.phase else Assessment(phase=new_phase)
+            warning = new_phase in WARNING_PHASES
+            notes.append(
+                Note(
+                    type="Warning" if warning else "Normal",
+                    reason=step.reason if warning and step.reason else PHASE_REASONS[new_phase],
+                    message=step.effective_message,
+                    action="Dispatch" if new_phase is Phase.DISPATCHING else "Reconcile",
+                    transition=(old_phase, new_phase),
+                )
             )
-        ]
+            old_phase = new_phase
+        return notes
     if assessment.ready in ("False", "Unknown") and assessment.reason:
         previous = get_condition(old, READY)
         if previous is None or previous.reason != assessment.reason:
@@ -458,9 +472,21 @@ class Decision:
         return status_wire(self.status)
 
 
-def decide(subject: Subject, finding: Finding, *, dispatched: bool = False, now: datetime) -> Decision:
-    """The whole rule: what a round learned → the new status and its Events."""
+def decide(
+    subject: Subject,
+    finding: Finding,
+    *,
+    dispatched: bool = False,
+    now: datetime,
+    started_at: datetime | None = None,
+) -> Decision:
+    """The whole rule: what a round learned → the new status and its Events.
+
+    ``started_at``: the work was started then, before this round, and the status does
+    not say so yet (see :class:`Assessment`)."""
     assessment = assess(subject, finding, dispatched=dispatched)
+    if started_at is not None:
+        assessment = replace(assessment, started_at=started_at)
     return Decision(
         assessment=assessment,
         status=next_status(subject, assessment, now=now),
