@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+from pathlib import Path
 from typing import Any
 
 from bench.harness import Api, OperatorProcess, lab_cpu_seconds, lab_with_crd, write_result
@@ -91,9 +92,28 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=None, help="floor: Polecats per round (default 1000)")
     parser.add_argument("--pairs", type=int, default=2, help="floor: floor+operator round pairs")
     parser.add_argument("--tag", default="", help="floor: write results/floor-TAG.json")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=TREE",
+        help="floor: also run the operator from source tree TREE (e.g. a `git archive` of an earlier "
+        "commit) as NAME, in the same interleaved rounds; `NAME=.` is this tree",
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(ALL))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
-    floor_args = {"n": args.n, "pairs": args.pairs, "name": f"floor-{args.tag}" if args.tag else "floor"}
+    variants: dict[str, str | None] = {}
+    for spec in args.variant:
+        vname, _, tree = spec.partition("=")
+        if not vname or not tree or vname == "floor":
+            parser.error(f"--variant {spec!r}: expected NAME=TREE (NAME not 'floor'), e.g. before=/tmp/old")
+        variants[vname] = None if tree == "." else str(Path(tree).resolve())
+    floor_args = {
+        "n": args.n,
+        "pairs": args.pairs,
+        "name": f"floor-{args.tag}" if args.tag else "floor",
+        "variants": variants or None,
+    }
     asyncio.run(main(args.names or ALL, args.quick, floor_args))

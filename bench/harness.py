@@ -201,6 +201,8 @@ class OperatorProcess:
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     log_path: Path | None = None
+    cwd: Path | None = None
+    """Working directory (``python -m`` puts it first on sys.path: a source tree to run)."""
 
     async def start(self) -> None:
         self.log_path = self.lab.workdir / "logs" / f"operator-{self.health_port}.log"
@@ -222,6 +224,7 @@ class OperatorProcess:
             stdout=log,
             stderr=log,
             env=env,
+            cwd=self.cwd,
         )
         log.close()
 
