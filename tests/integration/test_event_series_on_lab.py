@@ -19,7 +19,7 @@ from gastown.cli.kubeclient import Cluster
 from gastown.controller.events import EventRecorder
 from gastown.controller.eventseries import LABEL_SERIES, EventSeries, names_in
 from gastown.kube import KubeClient
-from tests.integration.engine_support import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
