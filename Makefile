@@ -8,13 +8,15 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := tmux openssh-server openssh-client git
 # What `make images` builds with: a daemonless builder and Debian's rootfs maker.
 IMAGE_APT_PACKAGES := buildah mmdebstrap
+# gcc and libicu-dev: Dolt (real Gas Town's database) is a CGO build that links ICU.
+APT_BUILD_PACKAGES := gcc libc6-dev libicu-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 DEV_ARGS ?=
 
-.PHONY: test deps system-deps image-deps images venv lab node lint typecheck pytest reliability unit bench dev crd clean-lab
+.PHONY: test deps system-deps image-deps images venv lab node gastown-tools lint typecheck pytest reliability unit bench dev crd clean-lab
 
-test: deps lab node images lint typecheck pytest
+test: deps lab node gastown-tools images lint typecheck pytest
 
 deps: system-deps venv
 
@@ -27,6 +29,13 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@missing=""; \
+	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	dpkg -s libicu-dev >/dev/null 2>&1 || missing="$$missing libicu-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_BUILD_PACKAGES); \
 	fi
 	@command -v go >/dev/null || { echo "Go is needed to build the test lab (https://go.dev/dl)"; exit 1; }
 
@@ -78,6 +87,12 @@ node: lab
 images: image-deps venv
 	$(SUDO) env XDG_CACHE_HOME="$${XDG_CACHE_HOME:-$$HOME/.cache}" nice $(PY) -m gastown.devcluster.images
 
+# Builds the real Gas Town (gt, bd, dolt) from the pins in
+# gastown/devcluster/gastown_tools/pins.json into ~/.cache/gastown/gastown-tools/<hash>/bin
+# (first run only, ~8 min); the local-mode tests run against it.
+gastown-tools: venv
+	nice -n 5 $(PY) -m gastown.devcluster.gastown_tools
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -107,4 +122,4 @@ crd: venv
 	$(PY) -m gastown.api.crd
 
 clean-lab:
-	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/gastown/lab
+	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/gastown/lab $${XDG_CACHE_HOME:-$$HOME/.cache}/gastown/gastown-tools
