@@ -11,8 +11,20 @@ It speaks the contract of the real gt (github.com/steveyegge/gastown,
 * ``gt polecat status <rig>/<name> --json``: PolecatStatus (state, issue,
   session_running, session_id, created_at/last_activity as ``2006-01-02 15:04:05``).
 * ``gt polecat check-recovery <rig>/<name> --json``: RecoveryStatus with a
-  ``verdict`` of SAFE_TO_NUKE | PENDING_MR | NEEDS_RECOVERY | NEEDS_MQ_SUBMIT.
-* ``gt polecat nuke <rig>/<name> [--force]``, ``gt session stop <rig>/<name>``.
+  ``verdict`` of WORKING | SAFE_TO_NUKE | PENDING_MR | NEEDS_RECOVERY | NEEDS_MQ_SUBMIT
+  (``internal/polecat/workstate.go``). Only an *idle* polecat is judged on its work:
+  any other state answers WORKING (state working) or NEEDS_RECOVERY with reason
+  ``not-idle`` and no blockers, so a stopped polecat whose bead is still hooked is
+  NEEDS_RECOVERY even when every commit is pushed.
+* ``gt polecat nuke <rig>/<name> [--force]``: without ``--force`` it refuses anything
+  but SAFE_TO_NUKE (``blocked: ... has work on hook``); ``gt session stop <rig>/<name>``.
+* ``gt sling`` refuses a bead missing from the rig's beads database (``bead '<id>' not
+  found``) or closed (``bead <id> is closed``): user errors. It blocks until the agent
+  shows its prompt (up to 180 s per wait, several waits; 436-452 s seen with an agent
+  that never shows one), so its time limit is :data:`SLING_TIMEOUT`, and a timeout or a
+  dropped connection means "unknown", never "failed": the dispatcher looks for the
+  bead's polecat before anything else. Slinging a bead hooked to a live polecat is a
+  no-op (``already hooked to <rig>/polecats/<name>``, exit 0).
 
 gt finds its town by walking up from the working directory to ``mayor/town.json``,
 falling back to ``GT_TOWN_ROOT``; every call therefore runs in the town root with
@@ -37,9 +49,61 @@ from gastown.executors.base import TransientError, UserError
 from gastown.executors.local.runner import CommandOutcome, Runner
 
 GT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The five check-recovery verdicts of gt v1.2.1 (internal/polecat/workstate.go).
+WORKING = "WORKING"
 SAFE_TO_NUKE = "SAFE_TO_NUKE"
+PENDING_MR = "PENDING_MR"
+NEEDS_RECOVERY = "NEEDS_RECOVERY"
+NEEDS_MQ_SUBMIT = "NEEDS_MQ_SUBMIT"
+VERDICTS = (WORKING, SAFE_TO_NUKE, PENDING_MR, NEEDS_RECOVERY, NEEDS_MQ_SUBMIT)
+# gt sling waits for the agent's prompt (180 s per wait, more than one wait per sling);
+# past this the outcome is unknown and the dispatcher checks gt rather than assume.
+SLING_TIMEOUT = 600.0
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SPAWNED = re.compile(r"Polecat (\S+) (?:spawned|reused)\b")
+_ALREADY_HOOKED = re.compile(r"already hooked to (\S+?)/polecats/([^\s,]+)")
+_BEAD_NOT_FOUND = re.compile(r"bead '([^']*)' not found")
+_BEAD_CLOSED = re.compile(r"bead (\S+) is (closed|tombstone)")
+# Git facts of a polecat's worktree, in one round trip: uncommitted paths, stashes,
+# commits on HEAD that no remote-tracking branch has, and the branch.
+_GIT_PROBE = r"""
+cd -- "$1" 2>/dev/null || { echo missing; exit 0; }
+git rev-parse --git-dir >/dev/null 2>&1 || { echo missing; exit 0; }
+echo ok
+git stash list 2>/dev/null | wc -l
+git rev-list --count HEAD --not --remotes 2>/dev/null || echo -1
+git rev-parse --abbrev-ref HEAD 2>/dev/null
+git status --porcelain --untracked-files=all 2>/dev/null
+"""
+# Paths gt itself treats as runtime artifacts, not work (internal/git/git.go runtimeArtifactRoot).
+_RUNTIME_DIRS = frozenset(
+    {
+        ".beads",
+        ".claude",
+        ".opencode",
+        ".runtime",
+        ".logs",
+        "__pycache__",
+        "node_modules",
+        ".vite",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".cache",
+        "coverage",
+        "htmlcov",
+    }
+)
+
+
+def is_runtime_path(path: str) -> bool:
+    """Whether gt would ignore ``path`` when deciding if a worktree has uncommitted work."""
+    parts = [p for p in path.strip().strip('"').split("/") if p]
+    if not parts or any(part in _RUNTIME_DIRS for part in parts):
+        return bool(parts)
+    base = parts[-1]
+    return base in ("CLAUDE.local.md", ".DS_Store") or base.lower().endswith((".db", ".pyc", ".pyo"))
+
 
 # The probe prints what gt needs to be usable, in one round trip: gt on PATH, the
 # town marker, the canonical town path (for the tmux socket) and GT_TMUX_SOCKET.
@@ -50,6 +114,16 @@ if [ ! -f "$town/mayor/town.json" ]; then echo town-missing; exit 0; fi
 canonical=$(realpath -e -- "$town" 2>/dev/null) || canonical=$town
 printf 'ok\n%s\n%s\n' "$canonical" "${GT_TMUX_SOCKET-}"
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SlingOutcome:
+    """What ``gt sling`` said: the polecat's name (if printed), or that nobody knows yet."""
+
+    name: str | None
+    unknown: bool = False  # timed out or the connection dropped: gt may have slung
+    already_hooked: bool = False  # gt said the bead is already on a live polecat (a no-op)
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +186,8 @@ class GtPolecatStatus:
     session_id: str
     created_at: datetime | None
     last_activity: datetime | None
+    clone_path: str = ""
+    branch: str = ""
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> GtPolecatStatus:
@@ -124,7 +200,35 @@ class GtPolecatStatus:
             session_id=str(obj.get("session_id") or ""),
             created_at=parse_gt_time(obj.get("created_at")),
             last_activity=parse_gt_time(obj.get("last_activity")),
+            clone_path=str(obj.get("clone_path") or ""),
+            branch=str(obj.get("branch") or ""),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class GitFacts:
+    """What a polecat's worktree holds that nuking it would lose (the operator's own look)."""
+
+    uncommitted: int
+    stashes: int
+    unpushed: int  # commits on HEAD that no remote-tracking branch has; -1: unknown
+    branch: str
+
+    @property
+    def all_pushed(self) -> bool:
+        return self.uncommitted == 0 and self.stashes == 0 and self.unpushed == 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.uncommitted:
+            parts.append(f"{self.uncommitted} uncommitted file(s)")
+        if self.stashes:
+            parts.append(f"{self.stashes} stash(es)")
+        if self.unpushed > 0:
+            parts.append(f"{self.unpushed} unpushed commit(s)")
+        if self.unpushed < 0:
+            parts.append("commits that cannot be compared with any remote")
+        return ", ".join(parts) or f"everything on branch {self.branch} pushed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +245,15 @@ class GtRecovery:
     @property
     def safe(self) -> bool:
         return self.verdict == SAFE_TO_NUKE and not self.needs_recovery
+
+    @property
+    def working(self) -> bool:
+        """The polecat is still working (its agent runs): not a deletion decision yet."""
+        return self.verdict == WORKING
+
+    @property
+    def known(self) -> bool:
+        return self.verdict in VERDICTS
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> GtRecovery:
@@ -176,6 +289,14 @@ def parse_json(output: str) -> Any:
     raise TransientError("GtBadOutput", f"gt printed no JSON: {text[:300]!r}")
 
 
+def _error_lines(text: str, limit: int = 400) -> str:
+    """gt's ``Error:`` lines (cobra prints its usage text after them), else the tail."""
+    errors = [
+        line.strip() for line in _ANSI.sub("", text).splitlines() if line.startswith(("Error", "blocked"))
+    ]
+    return _tail("; ".join(errors), limit) if errors else _tail(text, limit)
+
+
 def _tail(text: str, limit: int = 400) -> str:
     text = _ANSI.sub("", text).strip()
     return text if len(text) <= limit else "…" + text[-limit:]
@@ -191,7 +312,7 @@ class GtClient:
         town_root: str,
         gt_binary: str = "gt",
         list_ttl: float = 1.0,
-        sling_timeout: float = 180.0,
+        sling_timeout: float = SLING_TIMEOUT,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._run = run
@@ -278,11 +399,13 @@ class GtClient:
             )
 
     # Commands.
-    async def sling(self, bead_id: str, rig: str, *, task: str | None) -> str | None:
-        """``gt sling <bead> <rig>``; the name gt printed, or None if it printed none.
+    async def sling(self, bead_id: str, rig: str, *, task: str | None) -> SlingOutcome:
+        """``gt sling <bead> <rig>``: what gt printed, or that the outcome is unknown.
 
         Not idempotent, so never retried here: callers check ``list`` for the bead
-        first and confirm with ``list_polecats`` after.
+        first and confirm with ``list_polecats`` after. A timeout or a dropped
+        connection is ``SlingOutcome(unknown=True)``, never a failure: gt may well
+        have slung (it waits minutes for the agent's prompt).
         """
         args = ["sling", bead_id, rig]
         if task:
@@ -290,13 +413,41 @@ class GtClient:
         self.invalidate(rig)
         try:
             res = await self._gt(*args, input=task if task else None, time_limit=self._sling_timeout)
+        except TransientError as exc:
+            if exc.reason in ("SSHCommandTimeout", "SSHConnectionLost"):
+                return SlingOutcome(name=None, unknown=True, detail=exc.message)
+            raise
         finally:
             self.invalidate(rig)
+        output = _ANSI.sub("", res.stdout + "\n" + res.stderr)
         if res.exit_status != 0:
+            self._raise_bead_errors(bead_id, rig, output)
             raise TransientError(
-                "GtSlingFailed", f"gt sling {bead_id} {rig} failed ({res.exit_status}): {_tail(res.stderr)}"
+                "GtSlingFailed",
+                f"gt sling {bead_id} {rig} failed ({res.exit_status}): {_error_lines(output)}",
             )
-        return parse_spawned_name(res.stdout + "\n" + res.stderr)
+        hooked = _ALREADY_HOOKED.search(output)
+        if hooked and hooked.group(1) == rig:
+            return SlingOutcome(name=hooked.group(2), already_hooked=True)
+        return SlingOutcome(name=parse_spawned_name(output))
+
+    def _raise_bead_errors(self, bead_id: str, rig: str, output: str) -> None:
+        """A bead gt cannot sling is the user's to fix: say how."""
+        where = f"{self.town_root}/{rig}"
+        if _BEAD_NOT_FOUND.search(output):
+            raise UserError(
+                "BeadNotFound",
+                f"bead {bead_id!r} is not in rig {rig!r}'s beads database, and gt slings only existing "
+                f'beads: create it on the host (`cd {where} && bd create "<title>" --type task`, then '
+                "put the id it prints in spec.beadID) or fix spec.beadID",
+            )
+        closed = _BEAD_CLOSED.search(output)
+        if closed:
+            raise UserError(
+                "BeadClosed",
+                f"bead {bead_id!r} is {closed.group(2)} (its work was completed) and gt refuses to sling it: "
+                f"reopen it (`cd {where} && bd reopen {bead_id}`) or use a new bead in spec.beadID",
+            )
 
     def invalidate(self, rig: str) -> None:
         """Drop the cached list of ``rig`` (after a change we made)."""
@@ -368,6 +519,23 @@ class GtClient:
             raise TransientError("GtBadOutput", f"gt polecat {subcommand} --json did not print a JSON object")
         return data
 
+    async def git_facts(self, path: str) -> GitFacts | None:
+        """The operator's own look at a worktree (None: no such worktree). Read-only."""
+        res = await self._run(["sh", "-c", _GIT_PROBE, "gastown-git-probe", path], idempotent=True)
+        lines = res.stdout.split("\n")
+        if res.exit_status != 0 or not lines or lines[0] != "ok":
+            return None
+        try:
+            stashes, unpushed = (int(v.strip()) for v in lines[1:3])
+        except ValueError as exc:
+            raise TransientError(
+                "GitProbeFailed", f"reading git state of {path} failed: {res.stderr}"
+            ) from exc
+        branch = lines[3].strip() if len(lines) > 3 else ""
+        changed = [line[3:].split(" -> ")[-1] for line in lines[4:] if len(line) > 3]
+        uncommitted = sum(1 for p in changed if not is_runtime_path(p))
+        return GitFacts(uncommitted, stashes, unpushed, branch)
+
     async def nuke(self, rig: str, name: str, *, force: bool) -> None:
         args = ["polecat", "nuke", f"{rig}/{name}"]
         if force:
@@ -378,16 +546,27 @@ class GtClient:
             self.invalidate(rig)
 
     async def stop_session(self, rig: str, name: str) -> None:
-        """``gt session stop``: ends the agent's session, keeps its worktree."""
-        await self._gt_lenient("session", "stop", f"{rig}/{name}", idempotent=True)
-        self.invalidate(rig)
+        """``gt session stop``: ends the agent's session, keeps its worktree.
 
-    async def _gt_lenient(self, *args: str, idempotent: bool = False) -> CommandOutcome | None:
-        """Run gt; None when gt says the polecat is not found; TransientError otherwise."""
+        gt answers ``session not found`` (exit 1) when there is no session: already stopped.
+        """
+        try:
+            await self._gt_lenient(
+                "session", "stop", f"{rig}/{name}", idempotent=True, absent="session not found"
+            )
+        finally:
+            self.invalidate(rig)
+
+    async def _gt_lenient(
+        self, *args: str, idempotent: bool = False, absent: str | None = None
+    ) -> CommandOutcome | None:
+        """Run gt; None when gt says the polecat (or ``absent``) is not found; TransientError otherwise."""
         res = await self._gt(*args, idempotent=idempotent)
         if res.exit_status == 0:
             return res
         err = _ANSI.sub("", res.stderr + res.stdout)
-        if re.search(r"polecat '[^']*' not found|not found in rig", err):
+        if re.search(r"polecat '[^']*' not found|not found in rig", err) or (absent and absent in err):
             return None
-        raise TransientError("GtFailed", f"gt {' '.join(args[:2])} failed ({res.exit_status}): {_tail(err)}")
+        raise TransientError(
+            "GtFailed", f"gt {' '.join(args[:2])} failed ({res.exit_status}): {_error_lines(err)}"
+        )

@@ -16,8 +16,26 @@ review-needed -> Stuck; zombie -> Failed. A polecat that was dispatched and is n
 longer listed was cleaned up by Gas Town after ``gt done`` -> Done (never
 "not dispatched", which would sling again).
 
-Deletion runs ``gt polecat check-recovery`` and nukes only on SAFE_TO_NUKE, unless
-forced; otherwise it keeps the Polecat and says what to do.
+Re-slings by gt: when a polecat's session dies, slinging its bead again (by anyone)
+makes gt spawn a NEW polecat and leaves the old one idle with no issue. So the
+recorded name is ours only while its issue is the bead (or empty with no other
+polecat on the bead); when another polecat holds the bead, that one is followed
+(reason ``Reslung``) rather than the idle old one read as Done.
+
+Slinging: ``gt sling`` can take minutes (it waits for the agent's prompt); a timeout
+or a dropped connection is reported as Dispatching/``SlingUnconfirmed`` and the next
+look searches ``gt polecat list`` for the bead before any new sling. A bead gt does
+not have, or a closed one, is a UserError saying how to create or reopen it; the
+operator never creates beads itself (the bead is the user's unit of work in Gas
+Town, with its own title, type and priority; see README).
+
+Deletion: ``gt polecat check-recovery`` decides only for an *idle* polecat; a
+stopped one whose bead is still hooked reads NEEDS_RECOVERY (``not-idle``) however
+safe its work is, and gt's plain nuke refuses it. So: SAFE_TO_NUKE -> nuke; any
+other verdict -> the operator looks at the worktree itself (uncommitted files,
+stashes, commits no remote has). All pushed -> ``gt polecat nuke --force`` (nothing is
+lost: the work is on the remote; the Event says so). Anything unpushed -> kept,
+with a condition and Event naming what would be lost and how to push it or force.
 """
 
 from __future__ import annotations
@@ -25,7 +43,7 @@ from __future__ import annotations
 from gastown.api.models import ANNOTATION_FORCE_DELETE, DesiredState, LocalStatus, Phase, Polecat
 from gastown.executors.base import Observation, Release, UserError
 from gastown.executors.local.dispatchers.base import SessionRef, observation
-from gastown.executors.local.gt import GtClient, GtPolecat
+from gastown.executors.local.gt import GtClient, GtPolecat, GtRecovery
 from gastown.executors.local.runner import Runner
 from gastown.executors.local.tmux import gt_socket_name
 
@@ -104,19 +122,22 @@ class GtDispatcher:
         return self._sessions[key]
 
     async def _find(self, client: GtClient, polecat: Polecat) -> GtPolecat | None:
-        rig = polecat.spec.rig
+        rig, bead = polecat.spec.rig, polecat.spec.beadID
         recorded = polecat.status.local.polecatName if polecat.status and polecat.status.local else None
         items = await client.list_polecats(rig)
+        holder = next((i for i in items if i.issue == bead and not i.zombie), None)
         if recorded:
             for item in items:
+                if item.name == recorded and item.issue == bead:
+                    return item
+            if holder is not None:
+                return holder  # gt re-slung the bead to another polecat: follow it
+            for item in items:
                 # gt reuses names: a polecat of that name on another bead is not ours.
-                if item.name == recorded and item.issue in ("", polecat.spec.beadID):
+                if item.name == recorded and item.issue == "":
                     return item
             return None
-        for item in items:
-            if item.issue == polecat.spec.beadID and not item.zombie:
-                return item
-        return None
+        return holder
 
     async def _local(self, client: GtClient, polecat: Polecat, item: GtPolecat | None) -> LocalStatus:
         name = item.name if item is not None else self._recorded(polecat)
@@ -162,6 +183,15 @@ class GtDispatcher:
             return self._obs(Phase.TERMINATED, "Terminated", message, local)
         phase, reason = _PHASES.get(item.state, (Phase.STUCK, "UnknownState"))
         explain = _EXPLAIN.get(item.state, f"is in state {item.state!r}, which this operator does not know")
+        recorded = self._recorded(polecat)
+        if recorded and recorded != item.name:
+            return self._obs(
+                phase,
+                "Reslung",
+                f"gt re-slung bead {polecat.spec.beadID} from polecat {rig}/{recorded} to {rig}/{item.name}, "
+                f"which {explain}",
+                local,
+            )
         return self._obs(phase, reason, f"polecat {rig}/{item.name} {explain}", local)
 
     async def dispatch(self, polecat: Polecat) -> Observation:
@@ -170,11 +200,19 @@ class GtDispatcher:
             return current  # already slung (recorded, or found by its bead): never twice
         client = self.client(polecat)
         rig, bead = polecat.spec.rig, polecat.spec.beadID
-        printed = await client.sling(bead, rig, task=polecat.spec.task)
+        slung = await client.sling(bead, rig, task=polecat.spec.task)
         confirmed = await client.find_by_issue(rig, bead, fresh=True)
-        name = confirmed.name if confirmed is not None else printed
+        name = confirmed.name if confirmed is not None else slung.name
         local = await self._local(client, polecat, confirmed)
         local = local.model_copy(update={"polecatName": name})
+        if slung.unknown and confirmed is None:
+            return self._obs(
+                Phase.DISPATCHING,
+                "SlingUnconfirmed",
+                f"gt sling {bead} {rig} did not answer ({slung.detail}); gt waits minutes for the agent's "
+                f"prompt, so it may still be slinging: the bead's polecat is looked for before any new sling",
+                local,
+            )
         if name is None:
             return self._obs(
                 Phase.DISPATCHING,
@@ -182,6 +220,9 @@ class GtDispatcher:
                 f"gt sling {bead} {rig} succeeded but no polecat with issue {bead} is listed yet",
                 local,
             )
+        if slung.already_hooked:
+            message = f"bead {bead} was already hooked to polecat {rig}/{name} (gt sling was a no-op)"
+            return self._obs(Phase.WORKING, "AlreadyHooked", message, local)
         return self._obs(Phase.WORKING, "Slung", f"gt sling {bead} {rig} spawned polecat {rig}/{name}", local)
 
     async def terminate(self, polecat: Polecat) -> Observation:
@@ -198,24 +239,52 @@ class GtDispatcher:
         if item is None:
             return Release(done=True, reason="NothingToClean", message=f"no polecat of rig {rig} to clean up")
         address = f"{rig}/{item.name}"
+        if item.session_running and not force:
+            # Deleting stops the agent first (a WORKING polecat is never judged mid-work).
+            await client.stop_session(rig, item.name)
         recovery = await client.check_recovery(rig, item.name)
         if recovery is None:
             return Release(done=True, reason="NothingToClean", message=f"polecat {address} no longer exists")
-        if recovery.safe or force:
-            await client.nuke(rig, item.name, force=force and not recovery.safe)
-            self._sessions.pop((client.town_root, rig, item.name), None)
-            why = "safe to nuke" if recovery.safe else f"forced despite {recovery.verdict}"
-            return Release(done=True, reason="Nuked", message=f"polecat {address} nuked ({why})")
-        blockers = "; ".join(recovery.blockers) or recovery.reason or recovery.cleanup_status or "unknown"
+        if recovery.safe:
+            return await self._nuke(client, rig, item.name, force=False, why="gt: SAFE_TO_NUKE")
+        if force:
+            return await self._nuke(
+                client, rig, item.name, force=True, why=f"forced despite {recovery.verdict}"
+            )
+        status = await client.status(rig, item.name)
+        facts = (
+            await client.git_facts(status.clone_path) if status is not None and status.clone_path else None
+        )
+        if facts is not None and facts.all_pushed:
+            why = (
+                f"gt: {_verdict(recovery)}, but its work is pushed ({facts.describe()}): nuked with gt's "
+                "--force, nothing lost"
+            )
+            return await self._nuke(client, rig, item.name, force=True, why=why, reason="NukedWorkPushed")
+        if recovery.working:
+            return Release(
+                done=False,
+                reason="StillWorking",
+                message=f"polecat {address} is still working (gt: WORKING); waiting for its session to stop",
+            )
+        lost = facts.describe() if facts is not None else "its worktree could not be inspected"
+        path = status.clone_path if status is not None and status.clone_path else f"<town>/{rig}/polecats/..."
         return Release(
             done=False,
             reason="UnsafeToNuke",
             message=(
-                f"polecat {address} has work that would be lost ({recovery.verdict}: {blockers}). Push or "
-                f"submit it (see `gt polecat check-recovery {address}`), then deletion continues; or set the "
+                f"polecat {address} has work that would be lost ({lost}; gt: {_verdict(recovery)}). Push it "
+                f"(`git -C {path} push origin HEAD`, after committing), then deletion continues; or set the "
                 f"annotation {ANNOTATION_FORCE_DELETE}=true to delete anyway (LOSES WORK)"
             ),
         )
+
+    async def _nuke(
+        self, client: GtClient, rig: str, name: str, *, force: bool, why: str, reason: str = "Nuked"
+    ) -> Release:
+        await client.nuke(rig, name, force=force)
+        self._sessions.pop((client.town_root, rig, name), None)
+        return Release(done=True, reason=reason, message=f"polecat {rig}/{name} nuked ({why})")
 
     async def session_ref(self, polecat: Polecat) -> SessionRef | None:
         client = self.client(polecat)
@@ -226,3 +295,9 @@ class GtDispatcher:
         if session is None:
             return None
         return SessionRef(socket=await self._socket(client), session=session)
+
+
+def _verdict(recovery: GtRecovery) -> str:
+    """``VERDICT (reason; blockers)`` as gt gave it."""
+    details = "; ".join(filter(None, [recovery.reason, *recovery.blockers, recovery.cleanup_status]))
+    return f"{recovery.verdict} ({details})" if details else recovery.verdict

@@ -14,6 +14,7 @@ from gastown.executors.local.gt import (
     GtPolecat,
     GtPolecatStatus,
     GtRecovery,
+    is_runtime_path,
     parse_gt_time,
     parse_json,
     parse_spawned_name,
@@ -158,8 +159,8 @@ async def test_sling_sends_the_task_on_stdin_and_is_never_retried() -> None:
     runner = ScriptedRunner(
         {("sling",): Outcome(stdout="✓ Polecat Toast spawned (session start deferred)\n")}
     )
-    name = await client(runner).sling("de-abc", "demo", task="fix it; $(rm -rf /)")
-    assert name == "Toast"
+    slung = await client(runner).sling("de-abc", "demo", task="fix it; $(rm -rf /)")
+    assert slung.name == "Toast" and not slung.unknown
     call = runner.calls[-1]
     assert call.argv == ["gt", "sling", "de-abc", "demo", "--stdin"]
     assert call.input == "fix it; $(rm -rf /)"
@@ -247,3 +248,81 @@ async def test_nuke_passes_force_only_when_asked() -> None:
         ["gt", "polecat", "nuke", "demo/Toast"],
         ["gt", "polecat", "nuke", "demo/Toast", "--force"],
     ]
+
+
+# The real gt v1.2.1's sling failures (cobra prints usage text after the error line).
+USAGE = "Usage:\n  gt sling <bead-or-formula> [target] [flags]\n\nFlags:\n" + "  --x  y\n" * 40
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason", "hint"),
+    [
+        ("Error: checking bead status: bead 'de-zzz' not found\n" + USAGE, "BeadNotFound", "bd create"),
+        ("Error: bead de-zzz is closed (work already completed)\n" + USAGE, "BeadClosed", "bd reopen de-zzz"),
+    ],
+)
+async def test_beads_gt_cannot_sling_are_user_errors_that_say_what_to_do(
+    stderr: str, reason: str, hint: str
+) -> None:
+    runner = ScriptedRunner({("sling",): Outcome(exit_status=1, stderr=stderr)})
+    with pytest.raises(UserError) as info:
+        await client(runner).sling("de-zzz", "demo", task=None)
+    assert info.value.reason == reason
+    assert hint in info.value.message and f"{TOWN}/demo" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "fault", [TransientError("SSHCommandTimeout", "t"), TransientError("SSHConnectionLost", "d")]
+)
+async def test_a_sling_that_did_not_answer_is_unknown_not_failed(fault: TransientError) -> None:
+    async def slow(argv: object, **kw: object) -> Outcome:
+        if list(argv)[1:2] == ["sling"]:  # type: ignore[call-overload]
+            raise fault
+        return Outcome(stdout=f"ok\n{TOWN}\n\n")
+
+    gt = GtClient(slow, town_root=TOWN)  # type: ignore[arg-type]
+    slung = await gt.sling("de-abc", "demo", task=None)
+    assert slung.unknown and slung.name is None
+
+
+async def test_sling_time_limit_fits_gts_prompt_wait() -> None:
+    seen: list[float | None] = []
+
+    async def run(argv: list[str], *, time_limit: float | None = None, **kw: object) -> Outcome:
+        seen.append(time_limit)
+        return Outcome(stdout=f"ok\n{TOWN}\n\n" if argv[0] == "sh" else "✓ Polecat quartz spawned\n")
+
+    await GtClient(run, town_root=TOWN).sling("de-abc", "demo", task=None)  # type: ignore[arg-type]
+    assert seen[-1] is not None and seen[-1] > 3 * 180  # gt waits up to 180 s per prompt wait
+
+
+async def test_an_already_hooked_bead_names_its_polecat() -> None:
+    out = "○ Bead de-abc is already hooked to demo/polecats/quartz, no-op\n"
+    runner = ScriptedRunner({("sling",): Outcome(stdout=out)})
+    slung = await client(runner).sling("de-abc", "demo", task=None)
+    assert slung.name == "quartz" and slung.already_hooked
+
+
+def test_the_five_recovery_verdicts() -> None:
+    working = GtRecovery.from_json({"verdict": "WORKING", "reason": "not-idle"})
+    assert working.working and working.known and not working.safe
+    for verdict in ("SAFE_TO_NUKE", "PENDING_MR", "NEEDS_RECOVERY", "NEEDS_MQ_SUBMIT"):
+        assert GtRecovery.from_json({"verdict": verdict}).known
+    assert not GtRecovery.from_json({"verdict": "SOMETHING_NEW"}).known
+
+
+def test_gt_runtime_paths_are_not_work() -> None:
+    for path in (".beads/x.jsonl", ".claude/settings.json", "CLAUDE.local.md", "a/__pycache__/m.pyc", "x.db"):
+        assert is_runtime_path(path), path
+    for path in ("WORK.md", "src/app.py", "notes/db.txt"):
+        assert not is_runtime_path(path), path
+
+
+async def test_git_facts_count_what_nuking_would_lose() -> None:
+    probe = "ok\n1\n2\npolecat/quartz/de-abc@x\n?? WIP.txt\n?? .claude/settings.json\n M src/a.py\n"
+    runner = ScriptedRunner({("-c",): Outcome(stdout=probe)})
+    facts = await client(runner).git_facts("/srv/town/demo/polecats/quartz/demo")
+    assert facts is not None
+    assert (facts.uncommitted, facts.stashes, facts.unpushed) == (2, 1, 2)
+    assert not facts.all_pushed
+    assert runner.calls[-1].argv[-1] == "/srv/town/demo/polecats/quartz/demo"  # an argument, not code

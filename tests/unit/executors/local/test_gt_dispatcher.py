@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gastown.api.models import Phase, Polecat
-from gastown.executors.base import UserError
+from gastown.executors.base import TransientError, UserError
 from gastown.executors.local.dispatchers.gt import GtDispatcher
 from gastown.executors.local.tmux import town_socket_name
 from tests.fixtures.sshd import make_polecat
@@ -23,8 +23,11 @@ class FakeTown:
     def __init__(self) -> None:
         self.polecats: list[dict[str, object]] = []
         self.recovery: dict[str, object] = {"verdict": "SAFE_TO_NUKE", "safe_to_nuke": True}
+        # The operator's own git probe of the worktree: stashes, unpushed commits, branch, porcelain.
+        self.git = "ok\n0\n0\npolecat/Toast/de-abc@x\n"
         self.runner = ScriptedRunner(
             {
+                ("gastown-git-probe",): lambda c: Outcome(stdout=self.git),
                 ("-c",): Outcome(stdout=f"ok\n{TOWN}\n\n"),
                 ("polecat", "list"): lambda c: Outcome(stdout=json.dumps(self.polecats)),
                 ("polecat", "status"): self.status,
@@ -49,7 +52,10 @@ class FakeTown:
 
     def status(self, call: Call) -> Outcome:
         name = call.argv[3].split("/")[1]
-        return Outcome(stdout=json.dumps({"rig": "demo", "name": name, "session_id": f"de-{name}"}))
+        clone = f"{TOWN}/demo/polecats/{name}/demo"
+        return Outcome(
+            stdout=json.dumps({"rig": "demo", "name": name, "session_id": f"de-{name}", "clone_path": clone})
+        )
 
     def nuke(self, call: Call) -> Outcome:
         self.polecats.clear()
@@ -143,11 +149,16 @@ async def test_release_nukes_only_when_safe() -> None:
         "needs_recovery": True,
         "blockers": ["git_state=has_unpushed unpushed_commits=2"],
     }
+    town.git = "ok\n0\n2\npolecat/Toast/de-abc@x\n"
     d = dispatcher(town)
     kept = await d.release(polecat(polecatName="Toast"), force=False)
     assert not kept.done
     assert kept.reason == "UnsafeToNuke"
     assert "has_unpushed" in kept.message and "force-delete" in kept.message
+    assert (
+        "2 unpushed commit(s)" in kept.message
+        and "git -C /srv/town/demo/polecats/Toast/demo push" in kept.message
+    )
     assert town.runner.argvs("polecat", "nuke") == []
     forced = await d.release(polecat(polecatName="Toast"), force=True)
     assert forced.done
@@ -182,3 +193,73 @@ async def test_no_town_anywhere_is_a_user_error() -> None:
     with pytest.raises(UserError) as info:
         await d.observe(make_polecat("p", local={"dispatcher": "gt"}))
     assert info.value.reason == "TownNotConfigured"
+
+
+async def test_a_stopped_polecat_whose_work_is_pushed_goes_without_force() -> None:
+    # The real gt: stopped with its bead still hooked -> NEEDS_RECOVERY "not-idle", no blockers.
+    town = FakeTown()
+    town.polecats.append({"rig": "demo", "name": "Toast", "state": "stalled", "issue": "de-abc"})
+    town.recovery = {"verdict": "NEEDS_RECOVERY", "needs_recovery": True, "reason": "not-idle"}
+    town.git = "ok\n0\n0\npolecat/Toast/de-abc@x\n?? .claude/settings.json\n"  # runtime files only
+    released = await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
+    assert released.done and released.reason == "NukedWorkPushed"
+    assert "pushed" in released.message and "NEEDS_RECOVERY" in released.message
+    assert town.runner.argvs("polecat", "nuke") == [["gt", "polecat", "nuke", "demo/Toast", "--force"]]
+
+
+async def test_a_stopped_polecat_with_uncommitted_work_is_kept() -> None:
+    town = FakeTown()
+    town.polecats.append({"rig": "demo", "name": "Toast", "state": "stalled", "issue": "de-abc"})
+    town.recovery = {"verdict": "NEEDS_RECOVERY", "needs_recovery": True, "reason": "not-idle"}
+    town.git = "ok\n0\n0\npolecat/Toast/de-abc@x\n?? WIP.txt\n"
+    kept = await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
+    assert not kept.done and kept.reason == "UnsafeToNuke"
+    assert "1 uncommitted file(s)" in kept.message
+    assert town.runner.argvs("polecat", "nuke") == []
+
+
+async def test_release_stops_a_running_session_before_judging() -> None:
+    town = FakeTown()
+    town.polecats.append(
+        {"rig": "demo", "name": "Toast", "state": "working", "issue": "de-abc", "session_running": True}
+    )
+    await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
+    calls = [c.argv[1:3] for c in town.runner.calls if c.argv[0] == "gt"]
+    assert calls.index(["session", "stop"]) < calls.index(["polecat", "check-recovery"])
+
+
+async def test_a_resling_by_gt_is_followed_not_read_as_done() -> None:
+    # The old polecat's session died; gt re-slung the bead to a new polecat, the old one is idle.
+    town = FakeTown()
+    town.polecats += [
+        {"rig": "demo", "name": "obsidian", "state": "idle", "issue": ""},
+        {"rig": "demo", "name": "quartz", "state": "working", "issue": "de-abc", "session_running": True},
+    ]
+    obs = await dispatcher(town).observe(polecat(polecatName="obsidian"))
+    assert obs.phase is Phase.WORKING and obs.reason == "Reslung"
+    assert obs.local is not None and obs.local.polecatName == "quartz"
+    assert "obsidian" in obs.message and "quartz" in obs.message
+
+
+async def test_an_idle_polecat_with_nobody_else_on_the_bead_is_done() -> None:
+    town = FakeTown()
+    town.polecats.append({"rig": "demo", "name": "obsidian", "state": "idle", "issue": ""})
+    obs = await dispatcher(town).observe(polecat(polecatName="obsidian"))
+    assert obs.phase is Phase.DONE and obs.reason == "Idle"
+
+
+async def test_an_unanswered_sling_is_dispatching_and_the_bead_is_checked_first() -> None:
+    town = FakeTown()
+
+    def slow_sling(call: object) -> Outcome:
+        raise TransientError("SSHCommandTimeout", "gt sling did not finish within 600s")
+
+    town.runner.answers[("sling",)] = slow_sling
+    d = dispatcher(town)
+    obs = await d.dispatch(polecat())
+    assert obs.phase is Phase.DISPATCHING and obs.reason == "SlingUnconfirmed"
+    # gt had slung after all: the next dispatch finds the bead's polecat and slings nothing.
+    town.polecats.append({"rig": "demo", "name": "quartz", "state": "working", "issue": "de-abc"})
+    again = await d.dispatch(polecat())
+    assert again.phase is Phase.WORKING and again.local is not None and again.local.polecatName == "quartz"
+    assert town.slings() == 1
