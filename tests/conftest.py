@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.real_node",
     "tests.fixtures.real_node_operator",
     "tests.fixtures.sshd",
+    "tests.fixtures.real_gt",
 ]

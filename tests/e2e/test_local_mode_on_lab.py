@@ -66,7 +66,7 @@ def phase_is(phase: Phase) -> Any:
 @pytest.fixture
 async def town(tmp_path: Path) -> AsyncIterator[Path]:
     """A Gas Town town for the stand-in gt, with rig ``demo`` (beads prefix ``de``)."""
-    root = make_town(tmp_path / "town", {"demo": "de"}, agent=UNPUSHED_AGENT)
+    root = make_town(tmp_path / "town", {"demo": "de"}, agent=UNPUSHED_AGENT, beads=["de-wip"])
     yield root
     await kill_tmux_server(town_socket_name(str(root), os.path.realpath(root)))
 
@@ -227,18 +227,18 @@ async def test_gt_polecat_with_unpushed_work_is_kept_until_forced(
 
     working = await wait_status(kube, ns, name, "Working", phase_is(Phase.WORKING))
     local = working["status"]["local"]
-    assert local["polecatName"] == "Toast"
+    assert local["polecatName"] == "obsidian"
     socket = town_socket_name(str(town), os.path.realpath(town))
     assert local["tmuxSocket"] == socket
-    assert local["tmuxSession"] == "de-Toast"
+    assert local["tmuxSession"] == "de-obsidian"
     assert local["host"] == "127.0.0.1"
-    assert await tmux_has(socket, "de-Toast")
+    assert await tmux_has(socket, "de-obsidian")
     slings = [c["argv"] for c in gt_calls(town) if c["argv"][:1] == ["sling"]]
     assert slings == [["sling", bead, "demo", "--stdin"]], "slung more than once"
 
     (town / f"go-{bead}").touch()
     await wait_for(lambda: exists(town / f"committed-{bead}"), what="the agent to commit")
-    worktree = town / "demo" / "polecats" / "Toast"
+    worktree = town / "demo" / "polecats" / "obsidian" / "demo"
 
     await kube.delete(polecats_path(ns, name))
     blocked = await wait_status(
@@ -252,19 +252,19 @@ async def test_gt_polecat_with_unpushed_work_is_kept_until_forced(
     assert FINALIZER in blocked["metadata"]["finalizers"]
     ready = conditions(blocked)["Ready"]
     assert ready["status"] == "False"
-    assert "has_unpushed" in ready["message"]
+    assert "unpushed commit" in ready["message"]
     assert ANNOTATION_FORCE_DELETE in ready["message"]
     events = await wait_events(kube, ns, name, {"UnsafeToNuke"})
     assert events["UnsafeToNuke"]["type"] == "Warning"
     assert ANNOTATION_FORCE_DELETE in events["UnsafeToNuke"]["note"]
-    assert worktree.is_dir() and await tmux_has(socket, "de-Toast"), "work was destroyed while blocked"
+    assert worktree.is_dir() and await tmux_has(socket, "de-obsidian"), "work was destroyed while blocked"
 
     await kube.merge_patch(
         polecats_path(ns, name), {"metadata": {"annotations": {ANNOTATION_FORCE_DELETE: "true"}}}
     )
     await wait_gone(kube, polecats_path(ns, name))
     assert not worktree.exists()
-    assert not await tmux_has(socket, "de-Toast")
+    assert not await tmux_has(socket, "de-obsidian")
     nukes = [c["argv"] for c in gt_calls(town) if c["argv"][:2] == ["polecat", "nuke"]]
     assert nukes and all("--force" in argv for argv in nukes)
     released = await wait_events(kube, ns, name, {"Released"})

@@ -153,7 +153,9 @@ async def test_gt_gets_the_task_on_stdin_and_a_hostile_town_path_literally(
 ) -> None:
     strings = hostile(canary)
     task = "\n".join(strings)
-    town = make_town(tmp_path / "town $(touch x) ; `y` 'q'", {"demo": "de"}, agent="sleep 600\n")
+    town = make_town(
+        tmp_path / "town $(touch x) ; `y` 'q'", {"demo": "de"}, agent="sleep 600\n", beads=["de-inj"]
+    )
     ex = LocalExecutor(Settings(ssh=ssh_settings, gt_binary=str(FAKE_GT)))
     p = make_polecat("gtinject", bead="de-inj", task=task, local={"dispatcher": "gt", "townRoot": str(town)})
     try:
@@ -162,7 +164,7 @@ async def test_gt_gets_the_task_on_stdin_and_a_hostile_town_path_literally(
         sling = next(c for c in gt_calls(town) if c["argv"][:1] == ["sling"])
         assert sling["argv"] == ["sling", "de-inj", "demo", "--stdin"]
         assert sling["GT_TOWN_ROOT"] == str(town) and sling["cwd"] == str(town)
-        assert (town / ".fake-gt" / "args" / "demo" / "Toast.txt").read_text() == task
+        assert (town / ".fake-gt" / "args" / "demo" / "obsidian.txt").read_text() == task
         assert obs.local is not None
         assert obs.local.tmuxSocket == town_socket_name(str(town), os.path.realpath(town))
         assert list(canary.iterdir()) == []

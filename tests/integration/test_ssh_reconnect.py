@@ -139,17 +139,17 @@ async def settled(ex: LocalExecutor, p: Polecat) -> Observation:
 
 
 async def test_gt_polecat_is_slung_once_across_a_restart(own_sshd: UserSshd, tmp_path: Path) -> None:
-    town = make_town(tmp_path / "town", {"demo": "de"}, agent="sleep 600\n")
+    town = make_town(tmp_path / "town", {"demo": "de"}, agent="sleep 600\n", beads=["de-rec"])
     settings = Settings(ssh=settings_for(own_sshd), gt_binary=str(FAKE_GT), town_root=str(town))
     ex = LocalExecutor(settings)
     p = make_polecat("gtsurvivor", bead="de-rec", local={"dispatcher": "gt"})
     try:
         first = await ex.dispatch(p)
-        assert first.local is not None and first.local.polecatName == "Toast"
+        assert first.local is not None and first.local.polecatName == "obsidian"
         await own_sshd.restart()
         # The status write was lost too (worst case): the bead still finds the polecat.
         again = await retrying(lambda: ex.dispatch(p))
-        assert again.local is not None and again.local.polecatName == "Toast"
+        assert again.local is not None and again.local.polecatName == "obsidian"
         assert [c["argv"][:1] for c in gt_calls(town)].count(["sling"]) == 1
         assert (await retrying(lambda: ex.release(p, force=True))).done
     finally:

@@ -143,7 +143,10 @@ async def test_sshd_and_tmux_server_deaths_are_reported_and_nothing_is_reslung(
     canary: Path,
     kube: KubeClient,
 ) -> None:
-    town = make_town(tmp_path / "town", {"demo": "de"}, agent='echo "agent $GT_POLECAT"; sleep 600\n')
+    beads = ["de-g0", "de-g1", "de-g2", "de-g3"]
+    town = make_town(
+        tmp_path / "town", {"demo": "de"}, agent='echo "agent $GT_POLECAT"; sleep 600\n', beads=beads
+    )
     town_socket = town_socket_name(str(town), os.path.realpath(town))
     socket = f"gastown-rel-{uuid.uuid4().hex[:8]}"
     runs = tmp_path / "runs"
@@ -223,7 +226,7 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         'touch "$GT_TOWN_ROOT/committed-$GT_ISSUE"\n'
         "sleep 600\n"
     )
-    town = make_town(tmp_path / "town", {"demo": "de"}, agent=agent)
+    town = make_town(tmp_path / "town", {"demo": "de"}, agent=agent, beads=["de-keep", "de-force"])
     town_socket = town_socket_name(str(town), os.path.realpath(town))
     origin = town / "demo" / ".fake-origin.git"
     mgr = local_manager(k8s_api, namespace, ssh_settings, town, f"gastown-rel-{uuid.uuid4().hex[:8]}")
@@ -235,8 +238,12 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         await kube.create(polecats_path(namespace), gt_polecat("force", "de-force", task))
         keep = await wait_phase(kube, namespace, "keep", Phase.WORKING)
         force = await wait_phase(kube, namespace, "force", Phase.WORKING)
-        keep_tree = town / "demo" / "polecats" / keep["status"]["local"]["polecatName"]
-        force_tree = town / "demo" / "polecats" / force["status"]["local"]["polecatName"]
+        keep_name, force_name = (
+            keep["status"]["local"]["polecatName"],
+            force["status"]["local"]["polecatName"],
+        )
+        keep_tree = town / "demo" / "polecats" / keep_name / "demo"
+        force_tree = town / "demo" / "polecats" / force_name / "demo"
 
         async def committed() -> bool:
             return (town / "committed-de-keep").exists() and (town / "committed-de-force").exists()
@@ -252,7 +259,7 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
 
         ready = await wait_for(blocked, what="the deletion to be blocked", timeout=30)
         assert ready["status"] == "False"
-        assert "has_unpushed" in ready["message"], ready
+        assert "unpushed commit" in ready["message"], ready
         assert ANNOTATION_FORCE_DELETE in ready["message"], ready  # says how to override
         checks = len(_recovery_checks(town, keep_tree.name))
         await wait_until(
@@ -262,7 +269,7 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         obj = await get_polecat(kube, namespace, "keep")
         assert obj["metadata"]["deletionTimestamp"]  # still here, held by the finalizer
         assert _git(keep_tree, "rev-parse", "HEAD") == commit  # the work is untouched
-        assert not _nukes(town, "keep", keep_tree.name)
+        assert not _nukes(town, "keep", keep_name)
 
         # Recovered: the work is pushed. Deletion goes on by itself, and nothing is lost.
         _git(keep_tree, "push", "-q", "origin", "HEAD")
@@ -274,7 +281,9 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         await wait_for(keep_gone, what="the recovered Polecat to be deleted", timeout=30)
         assert not keep_tree.exists()
         assert _git(origin, "cat-file", "-t", commit) == "commit"  # the nuked worktree's work is safe
-        assert _nukes(town, "keep", keep_tree.name) == [["polecat", "nuke", f"demo/{keep_tree.name}"]]
+        # Its agent still runs (gt: WORKING), so gt's own nuke needs --force; the operator
+        # gives it only because it saw every commit on the remote (no force annotation).
+        assert _nukes(town, "keep", keep_name) == [["polecat", "nuke", f"demo/{keep_name}", "--force"]]
 
         # Forced: the user chose to lose the unpushed work.
         await kube.merge_patch(
@@ -289,7 +298,7 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
 
         await wait_for(force_gone, what="the force-deleted Polecat to be deleted", timeout=30)
         assert not force_tree.exists()
-        nukes = _nukes(town, "force", force_tree.name)
+        nukes = _nukes(town, "force", force_name)
         assert nukes and all("--force" in argv for argv in nukes), nukes
 
         async def released_event() -> dict[str, Any] | None:
@@ -320,7 +329,7 @@ async def test_an_ssh_outage_is_reported_in_status_while_it_lasts(
     """While sshd is down a running Polecat keeps its phase (its session may well still
     run) but Ready turns Unknown with what is unreachable, and a Polecat created meanwhile
     gets a status saying the same instead of none; both clear when sshd is back."""
-    town = make_town(tmp_path / "town", {"demo": "de"}, agent="sleep 600\n")
+    town = make_town(tmp_path / "town", {"demo": "de"}, agent="sleep 600\n", beads=["de-run", "de-new"])
     town_socket = town_socket_name(str(town), os.path.realpath(town))
     mgr = local_manager(
         k8s_api,

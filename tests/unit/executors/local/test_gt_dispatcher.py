@@ -218,14 +218,16 @@ async def test_a_stopped_polecat_with_uncommitted_work_is_kept() -> None:
     assert town.runner.argvs("polecat", "nuke") == []
 
 
-async def test_release_stops_a_running_session_before_judging() -> None:
+async def test_release_keeps_the_session_of_a_polecat_with_unpushed_work() -> None:
     town = FakeTown()
     town.polecats.append(
         {"rig": "demo", "name": "Toast", "state": "working", "issue": "de-abc", "session_running": True}
     )
-    await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
-    calls = [c.argv[1:3] for c in town.runner.calls if c.argv[0] == "gt"]
-    assert calls.index(["session", "stop"]) < calls.index(["polecat", "check-recovery"])
+    town.recovery = {"verdict": "WORKING", "reason": "not-idle"}
+    town.git = "ok\n0\n1\npolecat/Toast/de-abc@x\n"
+    kept = await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
+    assert not kept.done and "WORKING" in kept.message
+    assert town.runner.argvs("session", "stop") == [] and town.runner.argvs("polecat", "nuke") == []
 
 
 async def test_a_resling_by_gt_is_followed_not_read_as_done() -> None:
