@@ -248,9 +248,13 @@ async def test_pushed_work_is_done_and_released_without_force(executor: LocalExe
     done = await until(executor, p, {Phase.DONE})
     assert done.phase is Phase.DONE, done
 
+    client = GtClient(executor.runner(), town_root=str(town.root), gt_binary=town.gt_binary)
+    recovery = await client.check_recovery(RIG, obs.local.polecatName)
+    assert recovery is not None and recovery.verdict == "PENDING_MR", recovery  # gt done: MR open
+
     released = await executor.release(p, force=False)
     assert released.done, released
-    assert released.reason in ("Nuked", "NukedWorkPushed"), released
+    assert released.reason == "NukedWorkPushed", released
     assert not worktree.exists()
     assert all(i.get("name") != obs.local.polecatName for i in town.polecats())
 

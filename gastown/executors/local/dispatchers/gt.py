@@ -33,9 +33,11 @@ Deletion: ``gt polecat check-recovery`` decides only for an *idle* polecat; a
 stopped one whose bead is still hooked reads NEEDS_RECOVERY (``not-idle``) however
 safe its work is, and gt's plain nuke refuses it. So: SAFE_TO_NUKE -> nuke; any
 other verdict -> the operator looks at the worktree itself (uncommitted files,
-stashes, commits no remote has). All pushed -> ``gt polecat nuke --force`` (nothing is
-lost: the work is on the remote; the Event says so). Anything unpushed -> kept,
-with a condition and Event naming what would be lost and how to push it or force.
+stashes, commits no remote has; gt's runtime files excepted). All pushed -> ``gt
+polecat nuke --force`` (nothing is lost: the work is on the remote; the Event says
+so), also for a WORKING one: deleting a Polecat ends its work. Anything unpushed ->
+kept, session and worktree untouched, with a condition and Event naming what would
+be lost and how to push it or force.
 """
 
 from __future__ import annotations
@@ -239,9 +241,6 @@ class GtDispatcher:
         if item is None:
             return Release(done=True, reason="NothingToClean", message=f"no polecat of rig {rig} to clean up")
         address = f"{rig}/{item.name}"
-        if item.session_running and not force:
-            # Deleting stops the agent first (a WORKING polecat is never judged mid-work).
-            await client.stop_session(rig, item.name)
         recovery = await client.check_recovery(rig, item.name)
         if recovery is None:
             return Release(done=True, reason="NothingToClean", message=f"polecat {address} no longer exists")
@@ -261,12 +260,6 @@ class GtDispatcher:
                 "--force, nothing lost"
             )
             return await self._nuke(client, rig, item.name, force=True, why=why, reason="NukedWorkPushed")
-        if recovery.working:
-            return Release(
-                done=False,
-                reason="StillWorking",
-                message=f"polecat {address} is still working (gt: WORKING); waiting for its session to stop",
-            )
         lost = facts.describe() if facts is not None else "its worktree could not be inspected"
         path = status.clone_path if status is not None and status.clone_path else f"<town>/{rig}/polecats/..."
         return Release(
