@@ -284,7 +284,7 @@ def _add_polecats(town: Path, seed: Path, entries: list[tuple[str, str, str]]) -
     directly so the stand-in's 10-name pool is no limit. Mid-work also keeps the stand-in's
     per-polecat cost of a list down (one ``git status`` instead of three git commands)."""
     for rig, name, bead in entries:
-        worktree = town / rig / "polecats" / name
+        worktree = town / rig / "polecats" / name / rig  # gt: polecats/<name>/<rig>
         shutil.copytree(seed, worktree, symlinks=True)
         (worktree / "WIP.md").write_text("work in progress\n")
         state = town / ".fake-gt" / "polecats" / rig / f"{name}.json"
