@@ -118,6 +118,12 @@ class Town:
     def kill_tmux_server(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)
 
+    def remove_tmux_socket(self) -> None:
+        """tmux 3.3 leaves the socket file of a killed server behind."""
+        (Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / self.socket).unlink(
+            missing_ok=True
+        )
+
     def nuke_all(self) -> None:
         for item in self.polecats():
             self.gt("polecat", "nuke", f"{RIG}/{item['name']}", "--force")
@@ -137,6 +143,7 @@ def town(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Town]:
         town.nuke_all()
         if town.real is None:
             town.kill_tmux_server()
+            town.remove_tmux_socket()
 
 
 @pytest.fixture
