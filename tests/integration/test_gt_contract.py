@@ -155,7 +155,7 @@ async def executor(ssh_settings: SSHSettings, town: Town) -> AsyncIterator[Local
     try:
         yield ex
     finally:
-        await ex.close()
+        await ex.aclose()
 
 
 def gt_polecat(name: str, bead: str, **status_local: object) -> Polecat:
@@ -340,7 +340,7 @@ async def test_never_slung_twice(executor: LocalExecutor, town: Town) -> None:
     try:
         again = await restarted.dispatch(p)
     finally:
-        await restarted.close()
+        await restarted.aclose()
     assert again.local is not None and again.local.polecatName == first.local.polecatName
     assert len([i for i in town.polecats() if i.get("issue") == bead]) == 1
 
