@@ -35,8 +35,10 @@ from gastown.devcluster.sshd import UserSshd
 from gastown.kube import KubeClient
 from tests.fixtures.real_gt import RIG, RealTown
 from tests.fixtures.sshd import require_sshd, settings_for
-from tests.integration.engine_support import engine_settings, install_crd, polecats_path, wait_for
+from tests.support.crd import install_crd
+from tests.support.engine import engine_settings, polecats_path
 from tests.support.operator import conditions, running_operator, wait_events, wait_gone, wait_status
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.sshd]
 

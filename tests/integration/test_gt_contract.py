@@ -38,6 +38,7 @@ from gastown.executors.local.tmux import town_socket_name
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.real_gt import RIG, RealTown
 from tests.fixtures.sshd import FAKE_GT, add_fake_beads, close_fake_bead, make_polecat, make_town
+from tests.support.engine import observe_until
 
 pytestmark = pytest.mark.sshd
 
@@ -175,16 +176,6 @@ def recorded(p: Polecat, obs: Observation) -> Polecat:
     return gt_polecat(p.metadata.name, p.spec.beadID, **obs.local.model_dump(exclude_none=True))
 
 
-async def until(ex: LocalExecutor, p: Polecat, phases: set[Phase], *, timeout: float = 60) -> Observation:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    obs = await ex.observe(p)
-    while obs.phase not in phases and loop.time() < deadline:
-        await asyncio.sleep(0.2)
-        obs = await ex.observe(p)
-    return obs
-
-
 async def tmux_has(socket: str, session: str) -> bool:
     proc = await asyncio.create_subprocess_exec(
         "tmux", "-L", socket, "has-session", "-t", f"={session}", stderr=asyncio.subprocess.DEVNULL
@@ -252,7 +243,7 @@ async def test_pushed_work_is_done_and_released_without_force(executor: LocalExe
     assert obs.local is not None and obs.local.polecatName
     worktree = await clone_path(executor, town, obs.local.polecatName)
     town.act(bead, "push")
-    done = await until(executor, p, {Phase.DONE})
+    done = await observe_until(executor, p, {Phase.DONE}, timeout=60)
     assert done.phase is Phase.DONE, done
 
     client = GtClient(executor.runner(), town_root=str(town.root), gt_binary=town.gt_binary)
@@ -308,7 +299,7 @@ async def test_a_killed_tmux_server_is_stuck_and_work_still_guarded(
     town.act(bead, "commit")
     await wait_line(executor, p, f"committed {bead}")
     town.kill_tmux_server()
-    stuck = await until(executor, p, {Phase.STUCK})
+    stuck = await observe_until(executor, p, {Phase.STUCK}, timeout=60)
     assert stuck.phase is Phase.STUCK and stuck.reason == "Stalled", stuck
     kept = await executor.release(p, force=False)
     assert not kept.done and kept.reason == "UnsafeToNuke", kept
@@ -350,7 +341,7 @@ async def test_a_resling_by_gt_is_followed(executor: LocalExecutor, town: Town) 
     assert obs.local is not None
     old = obs.local.polecatName
     town.kill_tmux_server()
-    assert (await until(executor, p, {Phase.STUCK})).phase is Phase.STUCK
+    assert (await observe_until(executor, p, {Phase.STUCK}, timeout=60)).phase is Phase.STUCK
     resling = town.gt("sling", bead, RIG)  # the session died: gt spawns a new polecat for the bead
     assert resling.returncode == 0, resling.stdout + resling.stderr
     now = await executor.observe(p)

@@ -93,8 +93,6 @@ async def tmux_has(socket: str, session: str) -> bool:
     return await proc.wait() == 0
 
 
-
-
 async def test_one_list_call_per_rig_per_poll(executor: LocalExecutor, town: Path) -> None:
     polecats = [gt_polecat(f"p{i}", f"de-b{i}") for i in range(3)]
     for p in polecats:
