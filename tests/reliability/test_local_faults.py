@@ -261,9 +261,9 @@ async def test_deleting_a_polecat_with_unpushed_work_is_blocked_until_recovered_
         assert ready["status"] == "False"
         assert "unpushed commit" in ready["message"], ready
         assert ANNOTATION_FORCE_DELETE in ready["message"], ready  # says how to override
-        checks = len(_recovery_checks(town, keep_tree.name))
+        checks = len(_recovery_checks(town, keep_name))
         await wait_until(
-            lambda: len(_recovery_checks(town, keep_tree.name)) >= checks + 3,
+            lambda: len(_recovery_checks(town, keep_name)) >= checks + 3,
             what="three more cleanup attempts",
         )
         obj = await get_polecat(kube, namespace, "keep")
