@@ -48,6 +48,7 @@ from bench.harness import (
     install_crd,
     kubernetes_polecat,
     lab_cpu_seconds,
+    namespace_with_watches,
     summary_ms,
     write_result,
 )
@@ -202,32 +203,7 @@ def _cpu(lab: Lab, extra_pids: dict[str, int]) -> dict[str, float]:
 
 
 async def _namespace(api: Api, ns: str, timeline: RoundTimeline) -> list[asyncio.Task[None]]:
-    await api.create_namespace(ns, {"pod-security.kubernetes.io/enforce": "restricted"})
-    for _ in range(300):  # a fresh CRD answers 429 "storage is (re)initializing" for a moment
-        try:
-            pc_list = await api.request("GET", f"{POLECATS_PATH}/namespaces/{ns}/polecats")
-            break
-        except RuntimeError as exc:
-            if "HTTP 429" not in str(exc):
-                raise
-            await asyncio.sleep(0.1)
-    pod_list = await api.request("GET", f"/api/v1/namespaces/{ns}/pods")
-    tasks = [
-        asyncio.create_task(
-            api.watch(
-                f"{POLECATS_PATH}/namespaces/{ns}/polecats",
-                pc_list["metadata"]["resourceVersion"],
-                timeline.on_polecat,
-            )
-        ),
-        asyncio.create_task(
-            api.watch(
-                f"/api/v1/namespaces/{ns}/pods", pod_list["metadata"]["resourceVersion"], timeline.on_pod
-            )
-        ),
-    ]
-    await asyncio.sleep(0.3)  # both watches open before the burst
-    return tasks
+    return await namespace_with_watches(api, ns, timeline.on_polecat, timeline.on_pod)
 
 
 async def _floor_creates(api: Api, ns: str, n: int) -> None:

@@ -141,6 +141,43 @@ class Api:
             await asyncio.sleep(0.05)
 
 
+async def namespace_with_watches(
+    api: Api,
+    ns: str,
+    on_polecat: Callable[[str, dict[str, Any], float], bool],
+    on_pod: Callable[[str, dict[str, Any], float], bool],
+) -> list[asyncio.Task[None]]:
+    """A fresh restricted namespace with a Polecat watch and a Pod watch open on it.
+
+    Both watches start from a list's resourceVersion, so no event of the burst that follows
+    is missed; the caller cancels the returned tasks.
+    """
+    await api.create_namespace(ns, {"pod-security.kubernetes.io/enforce": "restricted"})
+    for _ in range(300):  # a fresh CRD answers 429 "storage is (re)initializing" for a moment
+        try:
+            pc_list = await api.request("GET", f"{POLECATS_PATH}/namespaces/{ns}/polecats")
+            break
+        except RuntimeError as exc:
+            if "HTTP 429" not in str(exc):
+                raise
+            await asyncio.sleep(0.1)
+    pod_list = await api.request("GET", f"/api/v1/namespaces/{ns}/pods")
+    tasks = [
+        asyncio.create_task(
+            api.watch(
+                f"{POLECATS_PATH}/namespaces/{ns}/polecats",
+                pc_list["metadata"]["resourceVersion"],
+                on_polecat,
+            )
+        ),
+        asyncio.create_task(
+            api.watch(f"/api/v1/namespaces/{ns}/pods", pod_list["metadata"]["resourceVersion"], on_pod)
+        ),
+    ]
+    await asyncio.sleep(0.3)  # both watches open before the burst
+    return tasks
+
+
 def kubernetes_polecat(name: str, index: int) -> dict[str, Any]:
     """A valid kubernetes-mode Polecat, as a user would write it."""
     return {

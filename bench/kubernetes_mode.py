@@ -23,6 +23,7 @@ from bench.harness import (
     OperatorProcess,
     create_all,
     kubernetes_polecat,
+    namespace_with_watches,
     summary_ms,
 )
 from gastown.devcluster.lab import Lab
@@ -70,25 +71,7 @@ async def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 async def _namespace_with_watches(api: Api, ns: str, timeline: Timeline) -> list[asyncio.Task[None]]:
-    await api.create_namespace(ns, {"pod-security.kubernetes.io/enforce": "restricted"})
-    pc_list = await api.request("GET", f"{POLECATS_PATH}/namespaces/{ns}/polecats")
-    pod_list = await api.request("GET", f"/api/v1/namespaces/{ns}/pods")
-    tasks = [
-        asyncio.create_task(
-            api.watch(
-                f"{POLECATS_PATH}/namespaces/{ns}/polecats",
-                pc_list["metadata"]["resourceVersion"],
-                timeline.on_polecat,
-            )
-        ),
-        asyncio.create_task(
-            api.watch(
-                f"/api/v1/namespaces/{ns}/pods", pod_list["metadata"]["resourceVersion"], timeline.on_pod
-            )
-        ),
-    ]
-    await asyncio.sleep(0.2)  # let both watches open before the burst
-    return tasks
+    return await namespace_with_watches(api, ns, timeline.on_polecat, timeline.on_pod)
 
 
 async def dispatch(lab: Lab, api: Api, n: int, *, lifecycle: int = 0) -> dict[str, Any]:
