@@ -34,12 +34,14 @@ async def fresh_namespace(
     meta = client.V1ObjectMeta(name=name, labels=dict(labels) if labels else None)
     await core.create_namespace(client.V1Namespace(metadata=meta))
 
-    # Pods are refused until the controller-manager has made the default ServiceAccount.
+    # Pods are refused until the controller-manager has made the default ServiceAccount;
+    # right after a test restarts the apiserver that can take the controller-manager's
+    # watches a while (over 15 s seen), so the bound is generous.
     async def has_default_account() -> bool:
         accounts = await core.list_namespaced_service_account(name)
         return any(sa.metadata.name == "default" for sa in accounts.items)
 
-    await wait_for(has_default_account, timeout=15, what=f"the default ServiceAccount of {name}")
+    await wait_for(has_default_account, timeout=90, what=f"the default ServiceAccount of {name}")
     try:
         yield name
     finally:
