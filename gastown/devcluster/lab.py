@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import shutil
 import signal
@@ -36,7 +35,7 @@ from typing import Any, Self
 import aiohttp
 import yaml
 
-from gastown.devcluster import binaries, pki
+from gastown.devcluster import binaries, pki, processes
 from gastown.devcluster.network import GATEWAY
 from gastown.devcluster.pdeathsig import die_with_parent
 
@@ -91,24 +90,13 @@ class _Child:
         proc = self.proc
         if proc is None:
             return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await processes.terminate(proc, timeout=timeout, first=signal.SIGKILL if kill else signal.SIGTERM)
         if self.proc is proc:
             self.proc = None
 
     def kill_now(self) -> None:
         """SIGKILL at once, without waiting (the caller's :meth:`stop` reaps it)."""
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        processes.kill_now(self.proc)
 
     def tail(self, lines: int = 25) -> str:
         try:

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gastown.devcluster import processes
 from gastown.devcluster.pdeathsig import die_with_parent
 
 SSHD_BINARY = Path("/usr/sbin/sshd")
@@ -225,15 +226,7 @@ class UserSshd:
         if proc is None:
             return
         children = await asyncio.to_thread(_children_of, proc.pid) if drop_connections else []
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await processes.terminate(proc, timeout=timeout)
         if self._process is proc:
             self._process = None
         for child in children:
@@ -242,10 +235,7 @@ class UserSshd:
 
     def kill_now(self) -> None:
         """SIGKILL the listener at once (a running :meth:`stop` then returns quickly)."""
-        proc = self._process
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        processes.kill_now(self._process)
 
     async def restart(self) -> None:
         """Stop and start again on the same port with the same host key."""
