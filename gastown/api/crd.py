@@ -109,10 +109,101 @@ SPEC_VALIDATIONS: Final[list[dict[str, str]]] = [
     },
 ]
 
+# --------------------------------------------------------------------------------------
+# Transition rules on the whole object: they read oldSelf.status, which a rule on spec
+# cannot see. Once the work is dispatched (status.startTime set, or the phase moved past
+# Pending) every field that steers it is frozen; only spec.desiredState may change, and
+# only towards Terminated. Status-only and metadata-only updates leave spec alone, so
+# they always pass (the operator can always write status and remove its finalizer).
+# --------------------------------------------------------------------------------------
+MSG_DISPATCHED_IMMUTABLE: Final = "is immutable once the Polecat is dispatched"
+MSG_DISPATCHED_ADVICE: Final = (
+    "To change it, delete the Polecat and create a new one, or set spec.desiredState: Terminated "
+    "and create a new Polecat"
+)
+MSG_NO_RESUME: Final = (
+    "spec.desiredState: a stopped Polecat does not resume: Terminated cannot go back to Working "
+    "once the work was dispatched. Create a new Polecat for the bead instead (in kubernetes mode "
+    "it can start from the pushed work branch by setting spec.kubernetes.gitBranch to it)"
+)
+
+
+def dispatched_immutable_message(field: str, phase: str, before: str | None = None) -> str:
+    """The one wording, for the webhook (with the old value) and CEL (messageExpression)."""
+    was = "" if before is None else f"; it was {before}"
+    return f"{field}: {MSG_DISPATCHED_IMMUTABLE} (phase {phase}){was}. {MSG_DISPATCHED_ADVICE}"
+
+
+# Fields that steer dispatched work, as paths under spec: everything but desiredState.
+def dispatched_frozen_fields() -> list[tuple[str, ...]]:
+    """spec paths frozen once dispatched: the top-level work fields and every mode field."""
+    top = [(name,) for name in models.PolecatSpec.model_fields if name in {"beadID", "task", "agent"}]
+    local = [("local", name) for name in models.LocalSpec.model_fields]
+    k8s = [("kubernetes", name) for name in models.KubernetesSpec.model_fields]
+    return [*top, *local, *k8s]
+
+
+_DISPATCHED: Final = (
+    "(has(oldSelf.status) && (has(oldSelf.status.startTime) || "
+    "(has(oldSelf.status.phase) && oldSelf.status.phase != 'Pending')))"
+)
+_OLD_PHASE: Final = "(has(oldSelf.status) && has(oldSelf.status.phase) ? oldSelf.status.phase : 'dispatched')"
+# Maps and lists without size bounds: CEL's cost estimate for comparing them is over the
+# apiserver's budget, so these are frozen by the webhook alone.
+WEBHOOK_ONLY_FROZEN: Final = frozenset(
+    {("kubernetes", "resources"), ("kubernetes", "nodeSelector"), ("kubernetes", "tolerations")}
+)
+
+
+def _present(root: str, path: tuple[str, ...]) -> str:
+    """``has()`` for every step of a spec path (optional chaining loses the size bounds)."""
+    steps = [f"has({root}.spec.{'.'.join(path[: i + 1])})" for i in range(len(path))]
+    return "(" + " && ".join(steps) + ")"
+
+
+def _frozen_rule(path: tuple[str, ...]) -> dict[str, str]:
+    field = "spec." + ".".join(path)
+    dotted = ".".join(path)
+    old_has, new_has = _present("oldSelf", path), _present("self", path)
+    prefix = dispatched_immutable_message(field, "@@").split("@@")
+    return {
+        "rule": (
+            f"!{_DISPATCHED} || ({old_has} == {new_has} && "
+            f"(!{old_has} || oldSelf.spec.{dotted} == self.spec.{dotted}))"
+        ),
+        "messageExpression": f"{_cel_string(prefix[0])} + {_OLD_PHASE} + {_cel_string(prefix[1])}",
+        "message": dispatched_immutable_message(field, "past Pending"),
+        "fieldPath": "." + field,
+        "reason": "FieldValueInvalid",
+    }
+
+
+def _cel_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+OBJECT_VALIDATIONS: Final[list[dict[str, str]]] = [
+    *(_frozen_rule(path) for path in dispatched_frozen_fields() if path not in WEBHOOK_ONLY_FROZEN),
+    {
+        "rule": (
+            f"!{_DISPATCHED} || !has(oldSelf.spec.desiredState) || "
+            "oldSelf.spec.desiredState != 'Terminated' || "
+            "(has(self.spec.desiredState) && self.spec.desiredState == 'Terminated')"
+        ),
+        "message": MSG_NO_RESUME,
+        "fieldPath": ".spec.desiredState",
+        "reason": "FieldValueInvalid",
+    },
+]
+
 # Extra keywords for nodes at a path (property names from the root of spec/status):
 # things pydantic has no words for.
 _OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
     ("spec",): {"x-kubernetes-validations": SPEC_VALIDATIONS},
+    # Bounds for enum strings the root CEL rules compare, so their estimated cost is small.
+    ("spec", "desiredState"): {"maxLength": 32},
+    ("spec", "local", "dispatcher"): {"maxLength": 32},
+    ("status", "phase"): {"maxLength": 32},
     # conditions are keyed by type, as metav1.Condition lists are everywhere.
     ("status", "conditions"): {
         "x-kubernetes-list-type": "map",
@@ -340,6 +431,7 @@ def openapi_schema() -> dict[str, Any]:
             "status": model_schema(models.PolecatStatus, ("status",)),
         },
         "required": ["spec"],
+        "x-kubernetes-validations": OBJECT_VALIDATIONS,
     }
 
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from fractions import Fraction
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
 from gastown.api import crd, models
-from gastown.api.models import Dispatcher, ExecutionMode, KubernetesSpec, LocalSpec, Polecat
+from gastown.api.models import DesiredState, Dispatcher, ExecutionMode, KubernetesSpec, LocalSpec, Polecat
 from gastown.api.quantity import QuantityError, format_quantity, parse_quantity
 from gastown.settings import Settings
 from gastown.webhook import formats
@@ -516,22 +517,43 @@ def _check_immutable(new: Mapping[str, Any], old: Mapping[str, Any], report: _Re
         report.errors.append(crd.MSG_MODE_IMMUTABLE)
     if _spec_value(new, "rig") != _spec_value(old, "rig"):
         report.errors.append(crd.MSG_RIG_IMMUTABLE)
-    if not dispatched(old):
-        return
-    phase = old.get("status", {}).get("phase") or "dispatched"
-    fields: list[tuple[str, tuple[str, ...], Any]] = [
-        ("spec.beadID", ("beadID",), None),
-        ("spec.kubernetes.gitRepository", ("kubernetes", "gitRepository"), None),
-        ("spec.kubernetes.gitBranch", ("kubernetes", "gitBranch"), "main"),
-    ]
-    for name, path, default in fields:
+    if dispatched(old):
+        _check_frozen_after_dispatch(new, old, report)
+
+
+def _field_default(path: tuple[str, ...]) -> Any:
+    """The model default of a spec path, so an omitted field equals its default."""
+    model: type[Any] = {"local": LocalSpec, "kubernetes": KubernetesSpec}.get(path[0], models.PolecatSpec)
+    info = model.model_fields.get(path[-1])
+    if info is None or info.is_required():
+        return None
+    default = info.get_default(call_default_factory=True)
+    return default.value if isinstance(default, Enum) else default
+
+
+def _check_frozen_after_dispatch(new: Mapping[str, Any], old: Mapping[str, Any], report: _Report) -> None:
+    """Once dispatched, only spec.desiredState may change, and only towards Terminated.
+
+    The fields that steer the work (bead, task, agent and every field of the mode
+    section) would otherwise change under a running agent: a second agent, a town root
+    that no longer holds the polecat, a Pod that cannot change anyway. The same rules
+    are CEL on the CRD (gastown.api.crd.OBJECT_VALIDATIONS), with the same words.
+    """
+    status = old.get("status")
+    phase = str(status.get("phase") or "dispatched") if isinstance(status, Mapping) else "dispatched"
+    for path in crd.dispatched_frozen_fields():
+        default = _field_default(path)
         before, after = _spec_value(old, *path, default=default), _spec_value(new, *path, default=default)
         if before != after:
-            report.error(
-                name,
-                f"is immutable once the Polecat is dispatched (phase {phase}); it was "
-                f"{_input_repr(before)}. Delete the Polecat and create a new one to change it",
-            )
+            shown = "not set" if before is None else _input_repr(before)
+            report.errors.append(crd.dispatched_immutable_message("spec." + ".".join(path), phase, shown))
+    terminated = DesiredState.TERMINATED.value
+    working = DesiredState.WORKING.value
+    if (
+        _spec_value(old, "desiredState", default=working) == terminated
+        and _spec_value(new, "desiredState", default=working) != terminated
+    ):
+        report.errors.append(crd.MSG_NO_RESUME)
 
 
 # --------------------------------------------------------------------------------------

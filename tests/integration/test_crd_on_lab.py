@@ -172,3 +172,38 @@ async def test_status_is_a_subresource(lab: Lab, namespace: str, crd: None) -> N
         "-p", json.dumps({"status": {"phase": "Sleeping"}}), check=False,
     )  # fmt: skip
     assert rc != 0 and 'Unsupported value: "Sleeping"' in err
+
+
+async def _patch(lab: Lab, namespace: str, name: str, body: object, *extra: str) -> tuple[int, str]:
+    rc, out, err = await lab.kubectl(
+        "-n", namespace, "patch", "polecat", name, "--type=merge", "-p", json.dumps(body), *extra,
+        check=False,
+    )  # fmt: skip
+    return rc, out + err
+
+
+async def test_dispatched_polecat_still_takes_status_metadata_terminate_and_delete(
+    lab: Lab, namespace: str, crd: None
+) -> None:
+    """The root CEL rules ratchet: only spec changes after dispatch are refused."""
+    name = "fix-login-bug"
+    await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "local" / "polecat.yaml"))
+    # Before dispatch: Terminated may go back to Working (nothing ran), the bead may change.
+    assert (await _patch(lab, namespace, name, {"spec": {"desiredState": "Terminated"}}))[0] == 0
+    rc, out = await _patch(lab, namespace, name, {"spec": {"desiredState": "Working", "beadID": "gt-abc13"}})
+    assert rc == 0, out
+    await set_status(lab, namespace, name, {"phase": "Working", "startTime": "2026-01-01T00:00:00Z"})
+    # After dispatch: status, labels and finalizers still change; Working -> Terminated is allowed.
+    await set_status(lab, namespace, name, {"phase": "Stuck"})
+    rc, out = await _patch(lab, namespace, name, {"metadata": {"labels": {"a": "b"}, "finalizers": ["x/y"]}})
+    assert rc == 0, out
+    rc, out = await _patch(lab, namespace, name, {"spec": {"workDir": None, "desiredState": "Terminated"}})
+    assert rc == 0, out
+    rc, out = await _patch(lab, namespace, name, {"spec": {"local": {"command": "bash"}}})
+    assert rc != 0 and "spec.local.command: is immutable once the Polecat is dispatched (phase Stuck)" in out
+    rc, out = await _patch(lab, namespace, name, {"spec": {"desiredState": "Working"}})
+    assert rc != 0 and "spec.desiredState: a stopped Polecat does not resume" in out
+    # Deletion and removing the finalizer always pass.
+    await lab.kubectl("-n", namespace, "delete", "polecat", name, "--wait=false")
+    rc, out = await _patch(lab, namespace, name, {"metadata": {"finalizers": None}})
+    assert rc == 0, out

@@ -324,6 +324,91 @@ def test_bead_and_git_source_are_frozen_once_dispatched(status: dict[str, str]) 
     assert "it was 'main'" in errors[1]
 
 
+DISPATCHED = {"phase": "Working", "startTime": "2026-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "field", "was"),
+    [
+        ("local", {"dispatcher": "tmux", "command": "claude"}, "spec.local.dispatcher", "'gt'"),
+        ("local", {"townRoot": "/srv/other"}, "spec.local.townRoot", "'/srv/gt'"),
+        ("local", {"workDir": "/tmp/w"}, "spec.local.workDir", "not set"),
+        ("kubernetes", {"workBranch": "other"}, "spec.kubernetes.workBranch", "not set"),
+        (
+            "kubernetes",
+            {"image": "ghcr.io/x/y:2"},
+            "spec.kubernetes.image",
+            "'ghcr.io/gastown/polecat-agent:0.1.0'",
+        ),
+        ("kubernetes", {"activeDeadlineSeconds": 60}, "spec.kubernetes.activeDeadlineSeconds", "3600"),
+        ("kubernetes", {"serviceAccountName": "admin"}, "spec.kubernetes.serviceAccountName", "not set"),
+        ("kubernetes", {"resources": {"limits": {"cpu": "2"}}}, "spec.kubernetes.resources", "not set"),
+        ("kubernetes", {"tolerations": [{"operator": "Exists"}]}, "spec.kubernetes.tolerations", "not set"),
+    ],
+)
+def test_fields_that_steer_the_work_are_frozen_once_dispatched(
+    section: str, change: dict[str, Any], field: str, was: str
+) -> None:
+    old = local_polecat() if section == "local" else k8s_polecat()
+    new = copy.deepcopy(old)
+    new["spec"][section].update(change)
+    assert rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).allowed  # before dispatch
+    old["status"] = dict(DISPATCHED)
+    errors = rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).errors
+    assert errors[0] == crd.dispatched_immutable_message(field, "Working", was)
+    assert errors[0].startswith(
+        f"{field}: is immutable once the Polecat is dispatched (phase Working); it was "
+    )
+    assert "delete the Polecat and create a new one" in errors[0]
+
+
+@pytest.mark.parametrize("field", ["task", "agent"])
+def test_task_and_agent_are_frozen_once_dispatched(field: str) -> None:
+    old = local_polecat()
+    old["status"] = dict(DISPATCHED)
+    new = copy.deepcopy(old)
+    new["spec"][field] = "other"
+    errors = rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).errors
+    assert [e.split(":")[0] for e in errors] == [f"spec.{field}"]
+
+
+def test_only_desired_state_may_change_once_dispatched() -> None:
+    old = k8s_polecat()
+    old["status"] = dict(DISPATCHED)
+    new = copy.deepcopy(old)
+    new["spec"]["desiredState"] = "Terminated"
+    new["spec"]["kubernetes"]["gitBranch"] = "main"  # the default, spelled out: not a change
+    assert rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).allowed
+
+
+@pytest.mark.parametrize("status", [DISPATCHED, {"phase": "Terminated"}, {"phase": "Done"}])
+def test_a_stopped_polecat_does_not_resume(status: dict[str, str]) -> None:
+    old = local_polecat()
+    old["spec"]["desiredState"] = "Terminated"
+    old["status"] = dict(status)
+    new = copy.deepcopy(old)
+    new["spec"]["desiredState"] = "Working"
+    errors = rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).errors
+    assert errors == (crd.MSG_NO_RESUME,)
+    assert "Create a new Polecat" in errors[0] and "spec.kubernetes.gitBranch" in errors[0]
+
+
+def test_terminated_before_dispatch_may_go_back_to_working() -> None:
+    old = local_polecat()
+    old["spec"]["desiredState"] = "Terminated"
+    old["status"] = {"phase": "Pending"}
+    new = copy.deepcopy(old)
+    new["spec"]["desiredState"] = "Working"
+    assert rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).allowed
+
+
+def test_cel_and_webhook_freeze_the_same_fields() -> None:
+    cel_fields = {r["fieldPath"] for r in crd.OBJECT_VALIDATIONS}
+    frozen = {".spec." + ".".join(p) for p in crd.dispatched_frozen_fields()}
+    webhook_only = {".spec." + ".".join(p) for p in crd.WEBHOOK_ONLY_FROZEN}
+    assert cel_fields == (frozen - webhook_only) | {".spec.desiredState"}
+
+
 def test_mode_and_rig_are_always_immutable() -> None:
     old = local_polecat()
     new = copy.deepcopy(old)
