@@ -13,7 +13,9 @@ needs an apiserver client (:class:`gastown.kube.KubeClient`).
 
 The handler is the pure :func:`gastown.webhook.review.review` plus, when a client
 is given, lookups of the Secrets/ConfigMaps a Polecat references, turned into warnings
-(never denials: a Secret may legitimately be created after the Polecat). Lookups run
+(never denials: a Secret may legitimately be created after the Polecat). Secrets are
+read as metadata only (PartialObjectMetadata), so no Secret data reaches the operator:
+for them the warning is about existence; ConfigMaps are also checked for the key. Lookups run
 concurrently under a short overall timeout; if the cluster is slow the review goes out
 without those warnings rather than late. The handler never answers 500: malformed
 bodies get 400, oversized ones 413, and a bug in a rule becomes a denial that says so.
@@ -37,7 +39,7 @@ from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api.paths import resource_path
-from gastown.kube import Fault, KubeClient, classify
+from gastown.kube import JSON, METADATA_ONLY, Fault, KubeClient, classify
 from gastown.metrics import WebhookObserver
 from gastown.settings import Settings
 from gastown.webhook import review, rules
@@ -217,10 +219,15 @@ class WebhookServer:
 
     async def _check_reference(self, namespace: str, ref: rules.Reference) -> str | None:
         assert self._client is not None
-        plural = "secrets" if ref.kind == "Secret" else "configmaps"
+        is_secret = ref.kind == "Secret"
+        plural = "secrets" if is_secret else "configmaps"
         path = resource_path("", "v1", plural, namespace=namespace, name=ref.name)
         try:
-            obj = await self._client.get(path, request_timeout=self._lookup_timeout)
+            # A Secret is read as metadata only, so no Secret data ever reaches the operator:
+            # the warning is about existence; type and keys are the Pod's business.
+            obj = await self._client.get(
+                path, accept=METADATA_ONLY if is_secret else JSON, request_timeout=self._lookup_timeout
+            )
         except ApiException as exc:
             if classify(exc) is Fault.NOT_FOUND:
                 return (
@@ -232,14 +239,9 @@ class WebhookServer:
         except (OSError, ValueError, aiohttp.ClientError) as exc:  # connection trouble: no warning
             log.debug("looking up %s %s/%s failed: %s", ref.kind, namespace, ref.name, exc)
             return None
-        if ref.kind == "Secret":
-            keys = set(obj.get("data") or {}) | set(obj.get("stringData") or {})
-            kind_of = obj.get("type")
-        else:
-            keys = set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
-            kind_of = None
-        if ref.secret_type is not None and kind_of != ref.secret_type:
-            return f"{ref.field}: Secret {ref.name!r} has type {kind_of!r}; expected {ref.secret_type!r}"
+        if is_secret:
+            return None
+        keys = set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
         if ref.key is not None and ref.key not in keys:
             return f"{ref.field}: {ref.kind} {ref.name!r} has no key {ref.key!r}"
         return None

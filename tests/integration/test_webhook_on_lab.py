@@ -165,8 +165,6 @@ async def test_warnings_appear_in_kubectl_output(lab: Lab, namespace: str, webho
     expected = [
         "Warning: spec.kubernetes.image: has no tag or uses 'latest'",
         "Warning: spec.kubernetes.activeDeadlineSeconds: 259200s is over 24 hours",
-        "Warning: spec.kubernetes.gitSecretRef: Secret 'repo-deploy-key' has type 'Opaque'; "
-        "expected 'kubernetes.io/ssh-auth'",
         f"Warning: spec.kubernetes.knownHostsConfigMapRef: ConfigMap 'git-known-hosts' was not found "
         f"in namespace '{namespace}'",
         "Warning: spec.kubernetes.agentSecretRef: Secret 'agent-api-key' was not found "
@@ -174,6 +172,8 @@ async def test_warnings_appear_in_kubectl_output(lab: Lab, namespace: str, webho
     ]
     for warning in expected:
         assert warning in err, err
+    # Secrets are read as metadata only: their type and keys are not the webhook's to see.
+    assert "repo-deploy-key" not in err, err
 
 
 async def test_all_problems_are_reported_at_once(lab: Lab, namespace: str, webhook: ServedWebhook) -> None:
@@ -303,3 +303,43 @@ async def test_self_managed_certificates(
         assert renewed.cert != first.cert
         assert renewed.ca_cert == first.ca_cert
         assert await _ca_bundles(k8s_api, config_name) == [wanted, wanted]
+
+
+class RecordingClient(KubeClient):
+    """The real client, keeping what each GET returned (to see what reached the operator)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        super().__init__(api)
+        self.got: list[tuple[str, dict[str, Any]]] = []
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        obj = await super().get(path, **kwargs)
+        self.got.append((path, obj))
+        return obj
+
+
+async def test_the_webhook_reads_secrets_as_metadata_only(
+    lab: Lab, k8s_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    await install_crd(lab)
+    await lab.kubectl(
+        "-n", namespace, "create", "secret", "generic", "agent-api-key",
+        "--from-literal=api-key=sk-very-secret",
+    )  # fmt: skip
+    served = await start_webhook(tmp_path / "certs", k8s_api)
+    recording = RecordingClient(k8s_api)
+    served.server._client = recording  # the same server, observed
+    try:
+        async with registered(lab, served, namespace):
+            obj = yaml.safe_load((EXAMPLES / "kubernetes" / "polecat.yaml").read_text())
+            rc, _, err = await lab.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(obj))
+    finally:
+        await served.close()
+    assert rc == 0, err
+    secrets = [(path, got) for path, got in recording.got if "/secrets/" in path]
+    assert any(path.endswith("/secrets/agent-api-key") for path, _ in secrets), recording.got
+    for path, got in secrets:
+        assert got.get("kind") == "PartialObjectMetadata", (path, got)
+        assert "data" not in got and "stringData" not in got and "type" not in got, (path, got)
+    assert "sk-very-secret" not in json.dumps(recording.got)
+    assert "agent-api-key" not in err  # it exists: no warning
