@@ -43,6 +43,7 @@ from kubernetes_asyncio import client as k8s_client
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from gastown.api.models import GROUP, LABEL_POLECAT, PLURAL, VERSION, ExecutionMode
+from gastown.controller.claims import BeadClaims
 from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
 from gastown.controller.leaderelection import LeaderElector, LeaseConfig
@@ -191,6 +192,7 @@ class _Engine:
             name="pods",
         )
         self.queue = WorkQueue(observer=metrics)
+        self.claims = BeadClaims()
         self.reconciler = Reconciler(
             client=client,
             polecats=self.polecats,
@@ -198,6 +200,7 @@ class _Engine:
             recorder=recorder,
             metrics=metrics,
             options=reconciler_options,
+            claims=self.claims,
         )
         self.workers = WorkerPool(
             self.queue,
@@ -220,6 +223,9 @@ class _Engine:
 
     def _on_polecat(self, event: WatchEvent) -> None:
         self.queue.add(event.key)
+        # A Polecat that left a bead claim (finished, deleted) wakes those waiting on it.
+        for waiter in self.claims.on_event(event):
+            self.queue.add(waiter)
 
     def _on_pod(self, event: WatchEvent) -> None:
         key = owner_polecat_key(event.obj)

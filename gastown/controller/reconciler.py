@@ -66,6 +66,7 @@ from gastown.api.models import (
 )
 from gastown.api.paths import resource_path
 from gastown.controller import status
+from gastown.controller.claims import BeadClaims
 from gastown.controller.coalesce import wait_for_work_event
 from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer
@@ -95,6 +96,8 @@ class ReconcilerOptions:
     """Longest wait for a just-created Pod's watch event before Dispatching is written anyway
     (the write waits for it so that it can say Working at once: :mod:`..coalesce`)."""
     request_timeout: float = 15.0
+    claim_requeue: float = 300.0
+    """Backstop for a Polecat waiting on a claimed bead (the holder's events wake it first)."""
 
 
 class _Wait:
@@ -116,8 +119,10 @@ class Reconciler:
         recorder: EventRecorder,
         metrics: ControllerMetrics | None = None,
         options: ReconcilerOptions | None = None,
+        claims: BeadClaims | None = None,
     ) -> None:
         self._client = client
+        self._claims = claims
         self._polecats = polecats
         self._executors = dict(executors)
         self._recorder = recorder
@@ -236,6 +241,9 @@ class Reconciler:
             if remaining > 0:
                 # Dispatched moments ago; the cache has not caught up. Keep the status.
                 return UNCHANGED, True, remaining, None
+        waiting = self._bead_claimed(key, polecat)
+        if waiting is not None:
+            return waiting, False, self._options.claim_requeue, None
         observation = await executor.dispatch(polecat)
         self._expectations[key] = (
             polecat.metadata.uid,
@@ -251,6 +259,14 @@ class Reconciler:
             return WAIT, True, self._options.status_wait, None
         # The work's own watch events (a Pod) wake us next; pollers ask for a requeue.
         return observation, True, observation.requeue_after, None
+
+    def _bead_claimed(self, key: str, polecat: Polecat) -> UserError | None:
+        """Held back: an older live Polecat holds the bead (nothing of ours runs yet)."""
+        if self._claims is None or _status_dispatched(polecat) or key in self._expectations:
+            return None
+        raw = self._polecats.get(key)
+        holder = self._claims.holder(raw, key) if raw is not None else None
+        return status.bead_claimed(polecat, holder) if holder is not None else None
 
     # -- deletion -------------------------------------------------------------------
 

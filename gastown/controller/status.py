@@ -180,6 +180,24 @@ def release_mode_disabled(polecat: Polecat) -> UserError:
     )
 
 
+BEAD_CLAIMED = "BeadClaimed"
+
+
+def bead_claimed(polecat: Polecat, holder: str) -> UserError:
+    """Another, older live Polecat holds this bead: this one waits, never dispatched."""
+    scope = (
+        "in this cluster (local mode shares one town)"
+        if polecat.spec.executionMode.value == "local"
+        else ("in this namespace")
+    )
+    return UserError(
+        BEAD_CLAIMED,
+        f"Bead {polecat.spec.beadID} of rig {polecat.spec.rig} is already claimed by Polecat {holder} "
+        f"{scope}; this Polecat waits and starts when that one finishes or is deleted. "
+        "To work now, use another bead.",
+    )
+
+
 def invalid_spec(exc: ValidationError) -> UserError:
     """The stored spec does not parse: the first few problems, each with its field."""
     problems = []
