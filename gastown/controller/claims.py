@@ -10,15 +10,17 @@ cluster-wide per (rig, beadID); in kubernetes mode each namespace is its own wor
 claims are per (namespace, rig, beadID). A local and a kubernetes Polecat on the same
 bead do not share a claim.
 
-The index is fed by the Polecat informer's events (:meth:`BeadClaims.on_event`) and
-costs no API request. When a member leaves a claim (finished, deleted, its phase became
-terminal) the keys of the claim's remaining members are returned so the caller can wake
-them: the next oldest then finds it holds the claim and is dispatched.
+The index is fed by the Polecat informer's events (:meth:`BeadClaims.on_event`) and by
+the reconciler's own status writes (:meth:`BeadClaims.on_write`: the informer stores
+those write-through and its watch echo of them is no event), and costs no API request.
+When a member leaves a claim (finished, deleted, its phase became terminal) the claim's
+remaining members are woken (``wake``, the work queue's ``add``): the next oldest then
+finds it holds the claim and is dispatched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from gastown.api.models import TERMINAL_PHASES, ExecutionMode
@@ -63,20 +65,33 @@ def _order(obj: Mapping[str, Any]) -> _Order:
 class BeadClaims:
     """Which live Polecat holds each bead claim (see the module doc). Not thread-safe: one loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[str], None] | None = None) -> None:
+        self._wake = wake
         self._members: dict[Claim, dict[str, _Order]] = {}
         self._claim_of: dict[str, Claim] = {}
 
     def on_event(self, event: WatchEvent) -> list[str]:
-        """Update the index; return the keys to wake because a member left their claim."""
-        if event.type == "DELETED":
-            return self._leave(event.key)
-        claim = claim_of(event.obj)
-        previous = self._claim_of.get(event.key)
-        woken = self._leave(event.key) if previous is not None and previous != claim else []
+        """Update the index from a watch event; wake (and return) the keys left waiting."""
+        woken = self._leave(event.key) if event.type == "DELETED" else self._update(event.key, event.obj)
+        if self._wake is not None:
+            for key in woken:
+                self._wake(key)
+        return woken
+
+    def on_write(self, obj: Mapping[str, Any]) -> list[str]:
+        """Update the index from an object the operator just wrote (see the module doc)."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, Mapping):
+            return []
+        return self.on_event(WatchEvent("MODIFIED", f"{meta.get('namespace')}/{meta.get('name')}", dict(obj)))
+
+    def _update(self, key: str, obj: Mapping[str, Any]) -> list[str]:
+        claim = claim_of(obj)
+        previous = self._claim_of.get(key)
+        woken = self._leave(key) if previous is not None and previous != claim else []
         if claim is not None:
-            self._members.setdefault(claim, {})[event.key] = _order(event.obj)
-            self._claim_of[event.key] = claim
+            self._members.setdefault(claim, {})[key] = _order(obj)
+            self._claim_of[key] = claim
         return woken
 
     def _leave(self, key: str) -> list[str]:

@@ -192,7 +192,7 @@ class _Engine:
             name="pods",
         )
         self.queue = WorkQueue(observer=metrics)
-        self.claims = BeadClaims()
+        self.claims = BeadClaims(wake=self.queue.add)
         self.reconciler = Reconciler(
             client=client,
             polecats=self.polecats,
@@ -223,9 +223,7 @@ class _Engine:
 
     def _on_polecat(self, event: WatchEvent) -> None:
         self.queue.add(event.key)
-        # A Polecat that left a bead claim (finished, deleted) wakes those waiting on it.
-        for waiter in self.claims.on_event(event):
-            self.queue.add(waiter)
+        self.claims.on_event(event)  # one that left a bead claim wakes those waiting on it
 
     def _on_pod(self, event: WatchEvent) -> None:
         key = owner_polecat_key(event.obj)

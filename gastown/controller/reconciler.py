@@ -395,6 +395,8 @@ class Reconciler:
                 raise TransientError("StatusWriteFailed", error_message(exc)) from exc
             raise
         self._polecats.write_through(stored)
+        if self._claims is not None:
+            self._claims.on_write(stored)  # a Polecat that just finished wakes its bead's waiters
         for note in decision.notes:
             self._record(stored, note)
         return True

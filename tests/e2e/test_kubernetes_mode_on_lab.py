@@ -29,7 +29,7 @@ from gastown.api.models import API_VERSION, KIND, Phase
 from gastown.controller.events import REPORTING_CONTROLLER
 from gastown.controller.manager import Manager
 from gastown.kube import KubeClient
-from tests.support.engine import engine_settings, list_events, polecats_path
+from tests.support.engine import engine_settings, list_events, polecats_path, reconciles
 from tests.support.operator import (
     conditions,
     get_or_none,
@@ -40,7 +40,7 @@ from tests.support.operator import (
     wait_status,
 )
 from tests.support.pod_security import restricted_violations
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -145,10 +145,11 @@ def manager_sees(manager: Manager, namespace: str, name: str, pod: dict[str, Any
 async def assert_not_recreated(kube: KubeClient, manager: Manager, namespace: str, name: str) -> None:
     """Prove that the operator, having seen Pod ``polecat-<name>`` gone, did not create another.
 
-    Level-based and without sleeping: once the operator's cache has dropped the Pod, the
-    spec is changed (a new generation); when status.observedGeneration reports that
-    generation, a whole reconcile ran that saw no Pod (reconciles of one key never
-    overlap), so any Pod it was going to create would exist by now.
+    Level-based and without sleeping: once the operator's cache has dropped the Pod, one
+    more reconcile of the Polecat is asked for; when the reconcile counter has moved past
+    it, a whole reconcile ran that saw no Pod (reconciles of one key never overlap), so any
+    Pod it was going to create would exist by now. (The spec cannot be edited to force a
+    look: everything but desiredState is frozen once dispatched.)
     """
     pod = f"polecat-{name}"
 
@@ -156,15 +157,10 @@ async def assert_not_recreated(kube: KubeClient, manager: Manager, namespace: st
         return manager.pod(namespace, pod) is None
 
     await wait_for(dropped, what=f"the operator's cache to drop Pod {pod}")
-    bumped = await kube.merge_patch(polecats_path(namespace, name), {"spec": {"task": "look again"}})
-    generation = bumped["metadata"]["generation"]
-    await wait_status(
-        kube,
-        namespace,
-        name,
-        f"observedGeneration {generation}",
-        lambda o: (o.get("status") or {}).get("observedGeneration") == generation,
-    )
+    assert manager.engine is not None
+    before = reconciles(manager)
+    manager.engine.queue.add(f"{namespace}/{name}")
+    await wait_until(lambda: reconciles(manager) > before, what=f"one more reconcile of {name}")
     assert await get_or_none(kube, pod_path(namespace, pod)) is None, f"Pod {pod} was recreated"
 
 

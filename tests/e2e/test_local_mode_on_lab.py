@@ -270,3 +270,36 @@ async def test_gt_polecat_with_unpushed_work_is_kept_until_forced(
     released = await wait_events(kube, ns, name, {"Released"})
     assert "forced" in released["Released"]["note"]
     assert (await get_or_none(kube, polecats_path(ns, name))) is None
+
+
+async def test_second_polecat_on_a_bead_waits_until_the_first_is_deleted(
+    kube: KubeClient, namespace: str, operator: Manager, tmux_socket: str, tmp_path: Path
+) -> None:
+    """One bead, one live Polecat: the younger one stays Pending (BeadClaimed), no session,
+    until the holder is deleted (its finalizer released its session); then it starts."""
+    ns, local = namespace, {"dispatcher": "tmux", "command": gated(tmp_path / "never", "exit 0")}
+    await create_polecat(kube, ns, "holder", local, bead="de-claim")
+    await wait_status(kube, ns, "holder", "Working", phase_is(Phase.WORKING))
+    await create_polecat(kube, ns, "waiter", local, bead="de-claim")
+
+    def claimed(obj: dict[str, Any]) -> bool:
+        ready = conditions(obj).get("Ready") or {}
+        return ready.get("reason") == "BeadClaimed" and f"claimed by Polecat {ns}/holder" in ready["message"]
+
+    # A whole reconcile after a spec change (allowed: nothing was dispatched) still waits.
+    bumped = await kube.merge_patch(polecats_path(ns, "waiter"), {"spec": {"task": "Still waiting."}})
+    generation = bumped["metadata"]["generation"]
+    waiting = await wait_status(
+        kube,
+        ns,
+        "waiter",
+        f"BeadClaimed at generation {generation}",
+        lambda o: claimed(o) and o["status"].get("observedGeneration") == generation,
+    )
+    assert waiting["status"]["phase"] == "Pending" and "startTime" not in waiting["status"]
+    assert not await tmux_has(tmux_socket, f"gastown-{ns}-waiter"), "the waiter was dispatched"
+
+    await kube.delete(polecats_path(ns, "holder"))
+    await wait_gone(kube, polecats_path(ns, "holder"))
+    working = await wait_status(kube, ns, "waiter", "Working", phase_is(Phase.WORKING))
+    assert await tmux_has(tmux_socket, working["status"]["local"]["tmuxSession"])

@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown.api import crd
 from gastown.api.models import ANNOTATION_FORCE_DELETE, FINALIZER, ExecutionMode, Phase
 from gastown.controller.manager import Manager
 from gastown.devcluster.lab import Lab
@@ -118,7 +120,10 @@ async def test_terminal_phase_is_never_redispatched_and_status_stays_quiet(
 
     # The work record vanishes (a Pod garbage-collected, a session reaped): still Done.
     standin.work.pop(key)
-    patched = await kube.merge_patch(polecats_path(namespace, "beta"), {"spec": {"task": "edited"}})
+    # (Only desiredState may change once dispatched; Working -> Terminated is allowed.)
+    patched = await kube.merge_patch(
+        polecats_path(namespace, "beta"), {"spec": {"desiredState": "Terminated"}}
+    )
     assert patched["metadata"]["generation"] == done["metadata"]["generation"] + 1
 
     async def regenerated() -> dict[str, Any] | None:
@@ -154,16 +159,13 @@ async def test_desired_terminated_stops_work_and_keeps_the_record(
     assert (ready["status"], ready["reason"]) == ("True", "StandInTerminated")
     assert terminated["status"]["completionTime"]
 
-    # Asking for work again does not restart a terminated Polecat. The reconcile that saw
-    # the edit says so by writing its generation into observedGeneration.
-    edited = await kube.merge_patch(polecats_path(namespace, "gamma"), {"spec": {"desiredState": "Working"}})
-
-    async def seen() -> dict[str, Any] | None:
-        obj = await get_polecat(kube, namespace, "gamma")
-        return obj if obj["status"].get("observedGeneration") == edited["metadata"]["generation"] else None
-
-    obj = await wait_for(seen, what="the reconcile of the desiredState edit")
-    assert obj["status"]["phase"] == "Terminated"
+    # Asking for work again is refused at admission (CEL): a stopped Polecat does not resume.
+    with pytest.raises(ApiException) as refused:
+        await kube.merge_patch(polecats_path(namespace, "gamma"), {"spec": {"desiredState": "Working"}})
+    assert refused.value.status == 422
+    assert crd.MSG_NO_RESUME in str(refused.value.body)
+    obj = await get_polecat(kube, namespace, "gamma")
+    assert obj["spec"]["desiredState"] == "Terminated" and obj["status"]["phase"] == "Terminated"
     assert standin.dispatches[key] == 1
 
 

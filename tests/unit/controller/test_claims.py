@@ -115,3 +115,15 @@ def test_bead_claimed_wording() -> None:
         "False",
         "BeadClaimed",
     )
+
+
+def test_the_operators_own_status_write_wakes_the_waiters() -> None:
+    """The informer stores the reconciler's writes without an event: on_write covers them."""
+    woken: list[str] = []
+    claims = BeadClaims(wake=woken.append)
+    holder, waiter = polecat("holder"), polecat("waiter", created="2026-01-03T00:00:00Z")
+    claims.on_event(event(holder))
+    claims.on_event(event(waiter))
+    assert claims.on_write(polecat("holder", phase="Failed")) == ["ns/waiter"]
+    assert woken == ["ns/waiter"]
+    assert claims.holder(waiter, key(waiter)) is None
