@@ -262,13 +262,14 @@ class Reconciler:
             return Outcome(), "success"
         force = polecat.metadata.annotations.get(ANNOTATION_FORCE_DELETE, "").lower() == "true"
         subject = Subject.of(polecat)
+        release: Release | None = None  # None: nothing was cleaned up (mode disabled, forced)
         if executor is None:
             if not force:
                 await self._write(raw, subject, status.release_mode_disabled(polecat))
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
         else:
             try:
-                release: Release = await executor.release(polecat, force=force)
+                release = await executor.release(polecat, force=force)
             except TransientError as err:
                 await self._report_unreachable(raw, subject, err)
                 raise
@@ -290,13 +291,11 @@ class Reconciler:
             if exc.status == 409:
                 return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
             raise
-        self._recorder.record(
-            raw,
-            "Normal",
-            "Released",
-            "Cleaned up the Polecat's work" + (" (forced)" if force else "") + "; removed the finalizer.",
-            action="Release",
-        )
+        # What the cleanup did (e.g. where kept work is) is the user's record of it.
+        detail = f" {release.message.rstrip('. ')}." if release is not None and release.message else ""
+        forced = " (forced)" if force else ""
+        message = f"Cleaned up the Polecat's work{forced}; removed the finalizer.{detail}"
+        self._recorder.record(raw, "Normal", "Released", message, action="Release")
         return Outcome(), "success"
 
     async def _add_finalizer(self, polecat: Polecat) -> tuple[dict[str, Any], Polecat] | None:

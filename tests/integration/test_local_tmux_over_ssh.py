@@ -259,3 +259,42 @@ async def test_nothing_listening_is_transient(sshd: UserSshd) -> None:
         with pytest.raises(TransientError) as info:
             await pool.run(["true"])
     assert info.value.reason == "SSHUnreachable"
+
+
+async def test_release_keeps_the_default_work_directory_unless_forced(
+    executor: LocalExecutor, sshd: UserSshd, tmux_socket: str
+) -> None:
+    """Without a workDir the session works in the state directory's ``work/``; deleting
+    the Polecat must not lose it: it is moved to a uid-specific kept path, which a new
+    Polecat of the same name (whose dispatch clears the old state directory) cannot
+    touch. Only force-delete removes the work."""
+    assert sshd.home is not None
+    state = sshd.home / ".gastown" / "sessions" / "gastown-default-keeper"
+    first = make_polecat("keeper", local={"dispatcher": "tmux", "command": "echo result > out.txt"})
+    await executor.dispatch(first)
+    assert (await observe_until(executor, first, TERMINAL_PHASES)).phase is Phase.DONE
+    released = await executor.release(first, force=False)
+    assert released.done and released.reason == "WorkKept", released
+    kept = sshd.home / ".gastown" / "kept" / f"gastown-default-keeper-{first.metadata.uid}"
+    assert str(kept) in released.message, released
+    assert (kept / "out.txt").read_text() == "result\n"
+    assert not state.exists()
+
+    second = make_polecat("keeper", local={"dispatcher": "tmux", "command": "echo again > out.txt"})
+    await executor.dispatch(second)
+    assert (await observe_until(executor, second, TERMINAL_PHASES)).phase is Phase.DONE
+    assert (state / "work" / "out.txt").read_text() == "again\n"
+    forced = await executor.release(second, force=True)
+    assert forced.done and "deleted (forced)" in forced.message, forced
+    assert not state.exists()
+    assert not (sshd.home / ".gastown" / "kept" / f"gastown-default-keeper-{second.metadata.uid}").exists()
+    assert (kept / "out.txt").read_text() == "result\n"  # the first Polecat's work is still there
+
+
+async def test_release_never_deletes_a_users_workdir(executor: LocalExecutor, tmp_path: Path) -> None:
+    p = tmux_polecat("mine", tmp_path, "echo mine > out.txt")
+    await executor.dispatch(p)
+    assert (await observe_until(executor, p, TERMINAL_PHASES)).phase is Phase.DONE
+    forced = await executor.release(p, force=True)
+    assert forced.done and f"{tmp_path} is yours" in forced.message, forced
+    assert (tmp_path / "out.txt").read_text() == "mine\n"
