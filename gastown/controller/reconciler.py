@@ -95,6 +95,9 @@ class ReconcilerOptions:
     """Longest wait for a just-created Pod's watch event before Dispatching is written anyway
     (the write waits for it so that it can say Working at once: :mod:`..coalesce`)."""
     request_timeout: float = 15.0
+    host_unreachable_timeout: float = 600.0
+    """Seconds a host outage may last before the Polecat reads Stuck/HostUnreachable; the
+    manager sets it from ``Settings.host_unreachable_timeout`` (GASTOWN_HOST_UNREACHABLE_TIMEOUT)."""
 
 
 class _Wait:
@@ -263,6 +266,7 @@ class Reconciler:
         force = polecat.metadata.annotations.get(ANNOTATION_FORCE_DELETE, "").lower() == "true"
         subject = Subject.of(polecat)
         release: Release | None = None  # None: nothing was cleaned up (mode disabled, forced)
+        left_behind: str | None = None  # forced while the host was unreachable: what may be left there
         if executor is None:
             if not force:
                 await self._write(raw, subject, status.release_mode_disabled(polecat))
@@ -271,12 +275,15 @@ class Reconciler:
             try:
                 release = await executor.release(polecat, force=force)
             except TransientError as err:
-                await self._report_unreachable(raw, subject, err)
-                raise
+                if not (force and err.reason in status.HOST_FAULTS):
+                    await self._report_unreachable(raw, subject, err)
+                    raise
+                # Forced, and the host is gone: let the object go, and say what may be left there.
+                left_behind = status.released_without_host(polecat, err)
             except UserError as err:
                 await self._write(raw, subject, err)
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
-            if not release.done:
+            if release is not None and not release.done:
                 await self._write(raw, subject, release)
                 return Outcome(requeue_after=self._options.release_requeue), "requeue"
         remaining = [f for f in polecat.metadata.finalizers if f != FINALIZER]
@@ -291,6 +298,9 @@ class Reconciler:
             if exc.status == 409:
                 return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
             raise
+        if left_behind is not None:
+            self._recorder.record(raw, "Warning", "ReleasedWithoutHost", left_behind, action="Release")
+            return Outcome(), "success"
         # What the cleanup did (e.g. where kept work is) is the user's record of it.
         detail = f" {release.message.rstrip('. ')}." if release is not None and release.message else ""
         forced = " (forced)" if force else ""
@@ -349,7 +359,14 @@ class Reconciler:
 
         False on a write conflict (the caller looks again soon).
         """
-        decision = status.decide(subject, finding, dispatched=dispatched, now=utcnow(), started_at=started_at)
+        decision = status.decide(
+            subject,
+            finding,
+            dispatched=dispatched,
+            now=utcnow(),
+            started_at=started_at,
+            unreachable_after=self._options.host_unreachable_timeout,
+        )
         new_wire = decision.wire
         old_raw = raw.get("status") or {}
         if normalize_status(old_raw) == new_wire:

@@ -25,12 +25,17 @@ from gastown.api.models import KubernetesStatus, LocalStatus, Phase, Polecat, Re
 
 
 class ExecutorError(Exception):
-    """Base of the typed executor errors. ``reason`` is a CamelCase condition reason."""
+    """Base of the typed executor errors. ``reason`` is a CamelCase condition reason.
 
-    def __init__(self, reason: str, message: str) -> None:
+    ``host`` names the machine that could not be reached (``user@host:port``) when the
+    error is that the work's host is unreachable, so status can say which host.
+    """
+
+    def __init__(self, reason: str, message: str, *, host: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.host = host
 
 
 class UserError(ExecutorError):
