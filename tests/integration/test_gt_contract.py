@@ -11,7 +11,8 @@ the stand-in claims is checked against the real thing here, and it cannot drift.
 What is covered: sling -> Working (name, tmux socket and session as gt reports them),
 logs and attach, push + ``gt done`` -> Done, a pushed-work polecat released WITHOUT
 force, unpushed work kept until pushed (then released without force) or forced, the
-tmux server killed -> Stuck, a missing or closed bead -> user error, never slung
+tmux server killed -> Stuck, a missing or closed bead or an agent gt cannot start -> user
+error, never slung
 twice (concurrent dispatches, a restarted executor), a re-sling by gt followed, the
 WORKING verdict, ``session stop`` without a session.
 """
@@ -19,6 +20,7 @@ WORKING verdict, ``session stop`` without a session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -98,6 +100,24 @@ class Town:
             self.real.close_bead(bead)
         else:
             close_fake_bead(self.root, RIG, bead)
+
+    @contextlib.contextmanager
+    def agent_command(self, command: str) -> Iterator[None]:
+        """The town's default agent runs ``command`` for the duration (settings/config.json)."""
+        config = self.root / "settings" / "config.json"
+        saved = config.read_text() if config.exists() else None
+        data = json.loads(saved) if saved else {"default_agent": "scripted"}
+        agent = data.get("default_agent") or "scripted"
+        data.setdefault("agents", {}).setdefault(agent, {})["command"] = command
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(data, indent=2))
+        try:
+            yield
+        finally:
+            if saved is None:
+                config.unlink()
+            else:
+                config.write_text(saved)
 
     def act(self, bead: str, action: str) -> None:
         (self.root / "control").mkdir(exist_ok=True)
@@ -318,6 +338,16 @@ async def test_a_bead_gt_cannot_sling_is_a_user_error(
         await executor.dispatch(gt_polecat(problem, bead))
     assert info.value.reason == reason, info.value.message
     assert "spec.beadID" in info.value.message
+    assert [i for i in town.polecats() if i.get("issue") == bead] == []
+
+
+async def test_an_agent_gt_cannot_start_is_a_user_error(executor: LocalExecutor, town: Town) -> None:
+    """gt rolls the spawn back and fails: retrying cannot help until the agent is fixed."""
+    bead = town.create_bead("contract agent")
+    with town.agent_command("/nonexistent/agent"), pytest.raises(UserError) as info:
+        await executor.dispatch(gt_polecat("noagent", bead))
+    assert info.value.reason == "AgentMisconfigured", info.value.message
+    assert "/nonexistent/agent" in info.value.message and "settings/config.json" in info.value.message
     assert [i for i in town.polecats() if i.get("issue") == bead] == []
 
 

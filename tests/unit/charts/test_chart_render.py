@@ -51,7 +51,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "keySecret": {"name": "polecat-ssh", "key": "id_ed25519"},
             "knownHosts": {"configMap": "polecat-known-hosts"},
         },
-        "local": {"townRoot": "/srv/town", "tmuxSocket": "agents", "pollInterval": 2.5, "hostUnreachableTimeout": 90},
+        "local": {
+            "townRoot": "/srv/town",
+            "tmuxSocket": "agents",
+            "pollInterval": 2.5,
+            "hostUnreachableTimeout": 90,
+        },
     },
     "known-hosts-secret": {
         "ssh": {"host": "10.0.0.9", "knownHosts": {"secret": "known-hosts", "key": "hosts"}},
