@@ -22,6 +22,8 @@ It is level-based, like a controller-runtime ``Reconciler``: it is given only a
 Promises:
 
 * **Terminal phases stay.** Done, Failed and Terminated are never re-dispatched.
+* **Local run deadline.** Past ``spec.local.activeDeadlineSeconds`` (from ``startTime``)
+  the work is stopped like Terminate (kept) and the Polecat is Failed/DeadlineExceeded.
 * **Dispatched once.** Executors make ``dispatch`` idempotent; on top of that the
   reconciler remembers, for a short while, what it dispatched and has not yet seen in
   the cache (client-go's "expectations"), so a watch that lags behind a Pod creation
@@ -225,6 +227,12 @@ class Reconciler:
             return observation, dispatched, None, None
 
         if observation.phase is not None:
+            if observation.phase not in TERMINAL_PHASES and status.past_deadline(polecat, utcnow()):
+                # Past spec.local.activeDeadlineSeconds: stopped like Terminate, the work kept.
+                stopped = await executor.terminate(polecat)
+                if stopped.phase in (Phase.DONE, Phase.FAILED):
+                    return stopped, True, None, None  # it ended by itself meanwhile
+                return status.deadline_exceeded(polecat, stopped), True, None, None
             if observation.phase is Phase.DONE and self._metrics is not None:
                 self._observe_lifetime(polecat, self._metrics.time_to_done)
             started_at = None

@@ -37,6 +37,12 @@ The status follows the Kubernetes API conventions:
   condition's ``status`` flips.
 * ``startTime`` is set once, when work is first dispatched; ``completionTime`` once,
   when a terminal phase is reached.
+* ``lastActivity`` follows the executor's last sign of the agent's life, but moves only
+  when it moved by :data:`ACTIVITY_STEP` or more, so a busy agent costs one status write
+  a minute, not one per poll.
+* ``spec.local.activeDeadlineSeconds`` (local mode): once ``now - startTime`` passes it,
+  :func:`past_deadline` says so and the reconciler stops the work like Terminate; the
+  Polecat is ``Failed`` with reason ``DeadlineExceeded`` (:func:`deadline_exceeded`).
 
 Events (:class:`Note`): a phase transition is one (Warning for Failed and Stuck,
 Normal otherwise); a new problem in ``Ready`` (False or Unknown with a reason it did
@@ -47,7 +53,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
@@ -102,6 +108,11 @@ WARNING_PHASES = frozenset({Phase.FAILED, Phase.STUCK})
 
 RELEASE_BLOCKED = "ReleaseBlocked"
 RELEASE_UNFINISHED = "Cleanup of the Polecat's work is not finished."
+
+ACTIVITY_STEP = timedelta(seconds=60)
+"""``status.lastActivity`` is rewritten only when the agent's activity moved this much."""
+
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 HOST_UNREACHABLE = "HostUnreachable"
 HOST_FAULTS = frozenset({"SSHUnreachable", "SSHConnectionLost"})
@@ -239,6 +250,33 @@ def released_without_host(polecat: Polecat, err: TransientError) -> str:
     )
 
 
+def past_deadline(polecat: Polecat, now: datetime) -> bool:
+    """Whether a local-mode Polecat has run longer than ``spec.local.activeDeadlineSeconds``."""
+    local = polecat.spec.local
+    limit = local.activeDeadlineSeconds if local is not None else None
+    started = polecat.status.startTime if polecat.status is not None else None
+    if polecat.spec.executionMode is not ExecutionMode.LOCAL or limit is None or started is None:
+        return False
+    return (now - started).total_seconds() > limit
+
+
+def deadline_exceeded(polecat: Polecat, stopped: Observation) -> Observation:
+    """The finding after the work was stopped for its deadline: Failed, with what was kept."""
+    local = polecat.spec.local
+    limit = local.activeDeadlineSeconds if local is not None else None
+    kept = f" {stopped.message.rstrip('. ')}." if stopped.message else ""
+    return replace(
+        stopped,
+        phase=Phase.FAILED,
+        reason=DEADLINE_EXCEEDED,
+        message=(
+            f"The work ran longer than spec.local.activeDeadlineSeconds ({limit}s) and was stopped; its "
+            f"worktree or work directory is kept.{kept}"
+        ),
+        requeue_after=None,
+    )
+
+
 def invalid_spec(exc: ValidationError) -> UserError:
     """The stored spec does not parse: the first few problems, each with its field."""
     problems = []
@@ -272,6 +310,7 @@ class Assessment:
     local: LocalStatus | None = None
     kubernetes: KubernetesStatus | None = None
     result: ResultStatus | None = None
+    last_activity: datetime | None = None
     started_at: datetime | None = None
     """When the work was started, if that was before this round (a coalesced write:
     :mod:`gastown.controller.coalesce`); ``startTime`` and the ``Dispatched`` condition
@@ -324,6 +363,7 @@ def assess(
             local=finding.local,
             kubernetes=finding.kubernetes,
             result=finding.result,
+            last_activity=finding.last_activity,
         )
     if isinstance(finding, _Unchanged):
         phase = Phase.DISPATCHING if kept is Phase.PENDING and dispatched else kept
@@ -510,11 +550,21 @@ def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: date
         conditions=conditions,
         startTime=start_time,
         completionTime=completion_time,
-        lastActivity=current.lastActivity,
+        lastActivity=_activity(current.lastActivity, assessment.last_activity),
         local=assessment.local or current.local,
         kubernetes=assessment.kubernetes or current.kubernetes,
         result=assessment.result or current.result,
     )
+
+
+def _activity(recorded: datetime | None, seen: datetime | None) -> datetime | None:
+    """``lastActivity`` after this round: the new sign of life only once it moved by ACTIVITY_STEP."""
+    if seen is None:
+        return recorded
+    seen = seen.astimezone(UTC).replace(microsecond=0)
+    if recorded is None or abs(seen - recorded) >= ACTIVITY_STEP:
+        return seen
+    return recorded
 
 
 # -- Events ---------------------------------------------------------------------------

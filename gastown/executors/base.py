@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from gastown.api.models import KubernetesStatus, LocalStatus, Phase, Polecat, ResultStatus
@@ -63,6 +64,8 @@ class Observation:
     kubernetes: KubernetesStatus | None = None
     result: ResultStatus | None = None
     requeue_after: float | None = None
+    last_activity: datetime | None = None
+    """The agent's last sign of life (its tmux session's activity), if the executor knows it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,3 +298,35 @@ async def test_release_never_deletes_a_users_workdir(executor: LocalExecutor, tm
     forced = await executor.release(p, force=True)
     assert forced.done and f"{tmp_path} is yours" in forced.message, forced
     assert (tmp_path / "out.txt").read_text() == "mine\n"
+
+
+async def test_the_result_and_last_activity_are_reported(executor: LocalExecutor, tmp_path: Path) -> None:
+    """Done carries status.result (the exit status; the work directory's branch, HEAD and
+    whether it is pushed) and a Working observation the session's last activity."""
+    repo = tmp_path / "repo"
+    origin = tmp_path / "origin.git"
+    for argv in (
+        ["git", "init", "-q", "--bare", str(origin)],
+        ["git", "init", "-q", "-b", "work", str(repo)],
+        ["git", "-C", str(repo), "remote", "add", "origin", str(origin)],
+    ):
+        proc = await asyncio.create_subprocess_exec(*argv)
+        assert await proc.wait() == 0
+    gate = tmp_path / "go"
+    command = (
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; echo x > f && git add f && "
+        "git -c user.email=a@example.invalid -c user.name=a commit -qm work && git push -q origin work"
+    )
+    p = tmux_polecat("result", repo, command)
+    working = await executor.dispatch(p)
+    assert working.phase is Phase.WORKING
+    seen = await executor.observe(p)
+    assert seen.last_activity is not None, seen
+    gate.touch()
+    done = await observe_until(executor, p, TERMINAL_PHASES)
+    assert done.phase is Phase.DONE, done
+    assert done.result is not None, done
+    assert done.result.branch == "work" and done.result.pushed is True, done.result
+    assert done.result.commit and len(done.result.commit) == 40, done.result
+    assert done.result.message and "exited 0" in done.result.message, done.result
+    await executor.release(p, force=False)

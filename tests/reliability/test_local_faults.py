@@ -14,6 +14,7 @@ data (checked byte for byte on gt's stdin, and the canary stays empty).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -476,6 +477,46 @@ async def test_a_host_gone_past_the_timeout_is_stuck_and_force_delete_works_with
         assert "~/.gastown/sessions/" in warned[0]["note"], warned
     finally:
         await own_sshd.restart()
+        await delete_everything(kube, namespace)
+        await mgr.stop()
+        await kill_tmux_server(socket)
+
+
+async def test_a_local_run_past_its_deadline_is_stopped_failed_and_keeps_its_work(
+    *,
+    lab: Lab,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    own_sshd: UserSshd,
+    kube: KubeClient,
+) -> None:
+    """spec.local.activeDeadlineSeconds: past it the session is stopped (like Terminate),
+    the Polecat is Failed/DeadlineExceeded with status.result, and the work directory stays."""
+    socket = f"gastown-rel-{uuid.uuid4().hex[:8]}"
+    settings = engine_settings(
+        namespace,
+        ssh=settings_for(own_sshd, keepalive_interval=1.0),
+        tmux_socket=socket,
+        local_poll_interval=POLL,
+    )
+    mgr = Manager(settings, api=k8s_api, reconciler_options=ReconcilerOptions(user_error_requeue=2.0))
+    body = tmux_polecat("late", "de-late", "echo started > out.txt; sleep 600")
+    body["spec"]["local"]["activeDeadlineSeconds"] = 2
+    try:
+        await mgr.start()
+        await mgr.wait_synced()
+        await kube.create(polecats_path(namespace), body)
+        failed = await wait_phase(kube, namespace, "late", Phase.FAILED, timeout=60)
+        ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "DeadlineExceeded" and "(2s)" in ready["message"], ready
+        assert "exited" not in failed["status"]["result"]["message"], failed["status"]["result"]
+        session = failed["status"]["local"]["tmuxSession"]
+        proc = await asyncio.create_subprocess_exec("tmux", "-L", socket, "has-session", "-t", f"={session}")
+        assert await proc.wait() != 0  # stopped
+        assert own_sshd.home is not None
+        work = own_sshd.home / ".gastown" / "sessions" / session / "work" / "out.txt"
+        assert work.read_text() == "started\n"  # kept
+    finally:
         await delete_everything(kube, namespace)
         await mgr.stop()
         await kill_tmux_server(socket)

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gastown.api.models import ResultStatus
 from gastown.executors.base import TransientError, UserError
 from gastown.executors.local.runner import CommandOutcome, Runner
 
@@ -91,6 +92,7 @@ echo ok
 git stash list 2>/dev/null | wc -l
 git rev-list --count HEAD --not --remotes 2>/dev/null || echo -1
 git rev-parse --abbrev-ref HEAD 2>/dev/null
+git rev-parse HEAD 2>/dev/null || echo
 git status --porcelain --untracked-files=all 2>/dev/null
 """
 # Paths gt itself treats as runtime artifacts, not work (internal/git/git.go runtimeArtifactRoot).
@@ -231,6 +233,7 @@ class GitFacts:
     stashes: int
     unpushed: int  # commits on HEAD that no remote-tracking branch has; -1: unknown
     branch: str
+    commit: str = ""  # HEAD
 
     @property
     def all_pushed(self) -> bool:
@@ -247,6 +250,32 @@ class GitFacts:
         if self.unpushed < 0:
             parts.append("commits that cannot be compared with any remote")
         return ", ".join(parts) or f"everything on branch {self.branch} pushed"
+
+    def result(self, message: str) -> ResultStatus:
+        """``status.result`` from these facts: the branch, HEAD, and whether HEAD reached a remote."""
+        return ResultStatus(
+            branch=self.branch or None,
+            commit=self.commit or None,
+            pushed=self.unpushed == 0 if self.unpushed >= 0 else None,
+            message=f"{message.rstrip('. ')}; {self.describe()}",
+        )
+
+
+async def read_git_facts(run: Runner, path: str) -> GitFacts | None:
+    """The operator's own look at a git work tree on the host (None: not one). Read-only."""
+    res = await run(["sh", "-c", _GIT_PROBE, "gastown-git-probe", path], idempotent=True)
+    lines = res.stdout.split("\n")
+    if res.exit_status != 0 or not lines or lines[0] != "ok":
+        return None
+    try:
+        stashes, unpushed = (int(v.strip()) for v in lines[1:3])
+    except ValueError as exc:
+        raise TransientError("GitProbeFailed", f"reading git state of {path} failed: {res.stderr}") from exc
+    branch = lines[3].strip() if len(lines) > 3 else ""
+    commit = lines[4].strip() if len(lines) > 4 else ""
+    changed = [line[3:].split(" -> ")[-1] for line in lines[5:] if len(line) > 3]
+    uncommitted = sum(1 for p in changed if not is_runtime_path(p))
+    return GitFacts(uncommitted, stashes, unpushed, branch, commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,20 +645,7 @@ class GtClient:
 
     async def git_facts(self, path: str) -> GitFacts | None:
         """The operator's own look at a worktree (None: no such worktree). Read-only."""
-        res = await self._run(["sh", "-c", _GIT_PROBE, "gastown-git-probe", path], idempotent=True)
-        lines = res.stdout.split("\n")
-        if res.exit_status != 0 or not lines or lines[0] != "ok":
-            return None
-        try:
-            stashes, unpushed = (int(v.strip()) for v in lines[1:3])
-        except ValueError as exc:
-            raise TransientError(
-                "GitProbeFailed", f"reading git state of {path} failed: {res.stderr}"
-            ) from exc
-        branch = lines[3].strip() if len(lines) > 3 else ""
-        changed = [line[3:].split(" -> ")[-1] for line in lines[4:] if len(line) > 3]
-        uncommitted = sum(1 for p in changed if not is_runtime_path(p))
-        return GitFacts(uncommitted, stashes, unpushed, branch)
+        return await read_git_facts(self._run, path)
 
     async def nuke(self, rig: str, name: str, *, force: bool) -> None:
         args = ["polecat", "nuke", f"{rig}/{name}"]

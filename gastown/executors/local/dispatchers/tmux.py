@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from dataclasses import replace
 
-from gastown.api.models import DesiredState, LocalStatus, Phase, Polecat
+from gastown.api.models import TERMINAL_PHASES, DesiredState, LocalStatus, Phase, Polecat, ResultStatus
 from gastown.executors.base import Observation, Release, TransientError, UserError
 from gastown.executors.local.dispatchers.base import SessionRef, observation
+from gastown.executors.local.gt import read_git_facts
 from gastown.executors.local.runner import Runner
 from gastown.executors.local.tmux import TmuxCommands, TmuxDriver, session_name
 
@@ -171,10 +173,33 @@ class TmuxDispatcher:
     async def observe(self, polecat: Polecat) -> Observation:
         name = self.session(polecat)
         state_dir = await self.state_dir(polecat)
-        state, active = await asyncio.gather(self._read_state(state_dir), self.tmux.has_session(name))
+        state, active, activity = await asyncio.gather(
+            self._read_state(state_dir), self.tmux.has_session(name), self.tmux.activity(name)
+        )
         if not state.belongs_to(polecat):
             state = _State("")  # an earlier Polecat's leftovers: not ours
-        return self._judge(polecat, state, active)
+        judged = replace(self._judge(polecat, state, active), last_activity=activity if active else None)
+        return await self._with_result(polecat, judged, state, state_dir)
+
+    async def _with_result(
+        self, polecat: Polecat, obs: Observation, state: _State, state_dir: str
+    ) -> Observation:
+        """A terminal observation with ``status.result``: the exit status and, when the work
+        directory is a git repository, its branch, HEAD and whether HEAD is pushed. Looked at
+        once: a Polecat whose status has a result gets none again (terminal phases are not
+        observed again anyway)."""
+        if obs.phase not in TERMINAL_PHASES or (
+            polecat.status is not None and polecat.status.result is not None
+        ):
+            return obs
+        local_spec = polecat.spec.local
+        workdir = local_spec.workDir if local_spec is not None and local_spec.workDir else f"{state_dir}/work"
+        if state.exit_status is not None:
+            what = f"the command exited {state.exit_status}"
+        else:
+            what = f"the command was stopped before it ended ({obs.message.rstrip('. ')})"
+        facts = await read_git_facts(self._run, workdir)
+        return replace(obs, result=facts.result(what) if facts is not None else ResultStatus(message=what))
 
     def _judge(self, polecat: Polecat, state: _State, active: bool) -> Observation:
         name = self.session(polecat)
@@ -261,11 +286,13 @@ class TmuxDispatcher:
     async def terminate(self, polecat: Polecat) -> Observation:
         name = self.session(polecat)
         await self.tmux.kill_session(name)
-        state = await self._read_state(await self.state_dir(polecat))
+        state_dir = await self.state_dir(polecat)
+        state = await self._read_state(state_dir)
         if state.exit_status is not None and state.belongs_to(polecat):
-            return self._judge(polecat, state, False)
+            return await self._with_result(polecat, self._judge(polecat, state, False), state, state_dir)
         message = f"tmux session {name} was stopped"
-        return self._obs(Phase.TERMINATED, "Terminated", message, self._local(polecat, False))
+        stopped = self._obs(Phase.TERMINATED, "Terminated", message, self._local(polecat, False))
+        return await self._with_result(polecat, stopped, state, state_dir)
 
     async def kept_dir(self, polecat: Polecat) -> str:
         """Where release without force keeps the default work directory of ``polecat``."""

@@ -319,11 +319,11 @@ def test_gt_runtime_paths_are_not_work() -> None:
 
 
 async def test_git_facts_count_what_nuking_would_lose() -> None:
-    probe = "ok\n1\n2\npolecat/quartz/de-abc@x\n?? WIP.txt\n?? .claude/settings.json\n M src/a.py\n"
+    probe = "ok\n1\n2\npolecat/quartz/de-abc@x\nc0ffee\n?? WIP.txt\n?? .claude/settings.json\n M src/a.py\n"
     runner = ScriptedRunner({("-c",): Outcome(stdout=probe)})
     facts = await client(runner).git_facts("/srv/town/demo/polecats/quartz/demo")
     assert facts is not None
-    assert (facts.uncommitted, facts.stashes, facts.unpushed) == (2, 1, 2)
+    assert (facts.uncommitted, facts.stashes, facts.unpushed, facts.commit) == (2, 1, 2, "c0ffee")
     assert not facts.all_pushed
     assert runner.calls[-1].argv[-1] == "/srv/town/demo/polecats/quartz/demo"  # an argument, not code
 
