@@ -265,6 +265,8 @@ async def test_pushed_work_is_done_and_released_without_force(executor: LocalExe
     town.act(bead, "push")
     done = await observe_until(executor, p, {Phase.DONE}, timeout=60)
     assert done.phase is Phase.DONE, done
+    assert done.result is not None and done.result.pushed is True, done.result
+    assert done.result.branch and done.result.branch.startswith(f"polecat/{obs.local.polecatName}/"), done
 
     client = GtClient(executor.runner(), town_root=str(town.root), gt_binary=town.gt_binary)
     recovery = await client.check_recovery(RIG, obs.local.polecatName)

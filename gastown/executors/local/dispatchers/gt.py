@@ -42,7 +42,17 @@ be lost and how to push it or force.
 
 from __future__ import annotations
 
-from gastown.api.models import ANNOTATION_FORCE_DELETE, DesiredState, LocalStatus, Phase, Polecat
+from dataclasses import replace
+
+from gastown.api.models import (
+    ANNOTATION_FORCE_DELETE,
+    TERMINAL_PHASES,
+    DesiredState,
+    LocalStatus,
+    Phase,
+    Polecat,
+    ResultStatus,
+)
 from gastown.executors.base import Observation, Release, UserError
 from gastown.executors.local.dispatchers.base import SessionRef, observation
 from gastown.executors.local.gt import GtClient, GtPolecat, GtRecovery
@@ -162,6 +172,26 @@ class GtDispatcher:
         return observation(phase, reason, message, local=local, poll_interval=self.poll_interval)
 
     async def observe(self, polecat: Polecat) -> Observation:
+        obs = await self._observe(polecat)
+        if obs.phase not in TERMINAL_PHASES or obs.local is None or not obs.local.polecatName:
+            return obs
+        return await self._with_result(polecat, obs, obs.local.polecatName)
+
+    async def _with_result(self, polecat: Polecat, obs: Observation, name: str) -> Observation:
+        """``status.result`` from the polecat's worktree (branch, HEAD, pushed), looked at once:
+        a Polecat whose status has a result gets none again; a polecat gt already removed
+        has only the message."""
+        if polecat.status is not None and polecat.status.result is not None:
+            return obs
+        client = self.client(polecat)
+        status = await client.status(polecat.spec.rig, name)
+        facts = (
+            await client.git_facts(status.clone_path) if status is not None and status.clone_path else None
+        )
+        what = obs.message or f"polecat {polecat.spec.rig}/{name}"
+        return replace(obs, result=facts.result(what) if facts is not None else ResultStatus(message=what))
+
+    async def _observe(self, polecat: Polecat) -> Observation:
         client = self.client(polecat)
         item = await self._find(client, polecat)
         local = await self._local(client, polecat, item)
@@ -232,7 +262,10 @@ class GtDispatcher:
         item = await self._find(client, polecat)
         if item is not None and item.session_running:
             await client.stop_session(polecat.spec.rig, item.name)
-        return await self.observe(polecat)
+        stopped = await self.observe(polecat)
+        if item is None or stopped.result is not None:
+            return stopped
+        return await self._with_result(polecat, stopped, item.name)  # stopped, not ended: record it too
 
     async def release(self, polecat: Polecat, *, force: bool) -> Release:
         client = self.client(polecat)

@@ -265,3 +265,23 @@ async def test_an_unanswered_sling_is_dispatching_and_the_bead_is_checked_first(
     again = await d.dispatch(polecat())
     assert again.phase is Phase.WORKING and again.local is not None and again.local.polecatName == "quartz"
     assert town.slings() == 1
+
+
+async def test_done_records_the_worktrees_result_once() -> None:
+    town = FakeTown()
+    town.polecats = [
+        {"rig": "demo", "name": "Toast", "state": "idle", "issue": "de-abc", "session_running": True}
+    ]
+    done = await dispatcher(town).observe(polecat(polecatName="Toast"))
+    assert done.phase is Phase.DONE and done.result is not None, done
+    assert (done.result.branch, done.result.commit, done.result.pushed) == (
+        "polecat/Toast/de-abc@x",
+        "c0ffee",
+        True,
+    )
+    probes = len(town.runner.argvs("gastown-git-probe"))
+    base = polecat(polecatName="Toast")
+    assert base.status is not None
+    recorded = base.model_copy(update={"status": base.status.model_copy(update={"result": done.result})})
+    again = await dispatcher(town).observe(recorded)
+    assert again.result is None and len(town.runner.argvs("gastown-git-probe")) == probes  # no second look
