@@ -27,6 +27,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import pytest
 from gastown.api.models import Phase, Polecat
 from gastown.executors.base import Observation, UserError
 from gastown.executors.local.executor import LocalExecutor
-from gastown.executors.local.gt import GtClient
+from gastown.executors.local.gt import GtClient, parse_gt_time
 from gastown.executors.local.tmux import town_socket_name
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.real_gt import RIG, RealTown
@@ -246,6 +247,13 @@ async def test_sling_reports_what_gt_reports_and_logs_and_attach_work(
     assert obs.local.tmuxSession and await tmux_has(town.socket, obs.local.tmuxSession)
 
     p = recorded(p, obs)
+    seen = await executor.observe(p)  # lastActivity: the session's activity, which gt reports too
+    listed_status = json.loads(
+        _json_of(town.gt("polecat", "status", f"{RIG}/{obs.local.polecatName}", "--json"))
+    )
+    reported = parse_gt_time(listed_status.get("last_activity"))
+    assert seen.last_activity is not None and reported is not None, (seen, listed_status)
+    assert seen.last_activity >= reported - timedelta(seconds=1), (seen.last_activity, reported)
     lines = await wait_line(executor, p, f"on {bead}")
     assert f"agent {obs.local.polecatName} on {bead}" in lines
     assert executor.attach_command(p)[-6:] == [
@@ -392,6 +400,12 @@ async def test_recovery_verdict_of_a_working_polecat_is_working(executor: LocalE
     await client.stop_session(RIG, obs.local.polecatName)  # no session any more: not an error
     stopped = await client.check_recovery(RIG, obs.local.polecatName)
     assert stopped is not None and stopped.verdict == "NEEDS_RECOVERY" and stopped.reason == "not-idle"
+
+
+def _json_of(res: subprocess.CompletedProcess[str]) -> str:
+    """gt's JSON (warning lines may come first)."""
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout[res.stdout.index("{") :]
 
 
 def _git_env(town: Town) -> dict[str, str]:

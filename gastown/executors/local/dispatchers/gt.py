@@ -57,7 +57,7 @@ from gastown.executors.base import Observation, Release, UserError
 from gastown.executors.local.dispatchers.base import SessionRef, observation
 from gastown.executors.local.gt import GtClient, GtPolecat, GtRecovery
 from gastown.executors.local.runner import Runner
-from gastown.executors.local.tmux import gt_socket_name
+from gastown.executors.local.tmux import TmuxCommands, TmuxDriver, gt_socket_name
 
 _PHASES: dict[str, tuple[Phase, str]] = {
     "working": (Phase.WORKING, "Working"),
@@ -93,8 +93,10 @@ class GtDispatcher:
         default_town_root: str | None = None,
         poll_interval: float = 5.0,
         list_ttl: float | None = None,
+        tmux_binary: str = "tmux",
     ) -> None:
         self._run = run
+        self.tmux_binary = tmux_binary
         self.host = host
         self.gt_binary = gt_binary
         self.default_town_root = default_town_root
@@ -173,9 +175,17 @@ class GtDispatcher:
 
     async def observe(self, polecat: Polecat) -> Observation:
         obs = await self._observe(polecat)
-        if obs.phase not in TERMINAL_PHASES or obs.local is None or not obs.local.polecatName:
+        local = obs.local
+        if obs.phase is Phase.WORKING and local is not None and local.sessionActive and local.tmuxSession:
+            # gt's last_activity is this tmux session's activity; asked of tmux, not of gt
+            # (one cheap call, epoch seconds, no host time zone).
+            driver = TmuxDriver(
+                self._run, TmuxCommands(socket=local.tmuxSocket or "", binary=self.tmux_binary)
+            )
+            return replace(obs, last_activity=await driver.activity(local.tmuxSession))
+        if obs.phase not in TERMINAL_PHASES or local is None or not local.polecatName:
             return obs
-        return await self._with_result(polecat, obs, obs.local.polecatName)
+        return await self._with_result(polecat, obs, local.polecatName)
 
     async def _with_result(self, polecat: Polecat, obs: Observation, name: str) -> Observation:
         """``status.result`` from the polecat's worktree (branch, HEAD, pushed), looked at once:
