@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         description="tmux socket (tmux -L) of the tmux dispatcher's sessions; gt uses the town's own.",
     )
     local_poll_interval: float = Field(default=5.0, gt=0)
+    host_unreachable_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds the local-mode SSH host may stay unreachable before a Polecat reads phase Stuck with "
+            "Ready=False reason HostUnreachable (until then: phase kept, Ready=Unknown)."
+        ),
+    )
 
     @property
     def local_mode_enabled(self) -> bool:

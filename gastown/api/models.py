@@ -176,6 +176,15 @@ class LocalSpec(_Model):
         pattern=r"^/[^\x00]*$",
         description="Absolute working directory for the tmux dispatcher's session.",
     )
+    activeDeadlineSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Seconds the work may run (from status.startTime) before the operator stops it, as "
+            "desiredState Terminated would (the worktree or work directory is kept), and the Polecat "
+            "becomes Failed (DeadlineExceeded). Unset: no deadline."
+        ),
+    )
 
 
 class KubernetesSpec(_Model):

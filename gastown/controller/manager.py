@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import anyio
@@ -305,7 +306,11 @@ class Manager:
         self._executors: dict[ExecutionMode, Executor] = {}
         self._webhook = webhook
         self._informer_options = informer_options or InformerOptions()
-        self._reconciler_options = reconciler_options or ReconcilerOptions()
+        # The host-outage timeout is an operator setting (GASTOWN_HOST_UNREACHABLE_TIMEOUT).
+        options = reconciler_options or ReconcilerOptions()
+        self._reconciler_options = replace(
+            options, host_unreachable_timeout=settings.host_unreachable_timeout
+        )
         self.registry = registry or CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)
         self.serving_metrics = ServingMetrics(self.registry)

@@ -22,6 +22,8 @@ It is level-based, like a controller-runtime ``Reconciler``: it is given only a
 Promises:
 
 * **Terminal phases stay.** Done, Failed and Terminated are never re-dispatched.
+* **Local run deadline.** Past ``spec.local.activeDeadlineSeconds`` (from ``startTime``)
+  the work is stopped like Terminate (kept) and the Polecat is Failed/DeadlineExceeded.
 * **Dispatched once.** Executors make ``dispatch`` idempotent; on top of that the
   reconciler remembers, for a short while, what it dispatched and has not yet seen in
   the cache (client-go's "expectations"), so a watch that lags behind a Pod creation
@@ -98,6 +100,9 @@ class ReconcilerOptions:
     request_timeout: float = 15.0
     claim_requeue: float = 300.0
     """Backstop for a Polecat waiting on a claimed bead (the holder's events wake it first)."""
+    host_unreachable_timeout: float = 600.0
+    """Seconds a host outage may last before the Polecat reads Stuck/HostUnreachable; the
+    manager sets it from ``Settings.host_unreachable_timeout`` (GASTOWN_HOST_UNREACHABLE_TIMEOUT)."""
 
 
 class _Wait:
@@ -227,6 +232,12 @@ class Reconciler:
             return observation, dispatched, None, None
 
         if observation.phase is not None:
+            if observation.phase not in TERMINAL_PHASES and status.past_deadline(polecat, utcnow()):
+                # Past spec.local.activeDeadlineSeconds: stopped like Terminate, the work kept.
+                stopped = await executor.terminate(polecat)
+                if stopped.phase in (Phase.DONE, Phase.FAILED):
+                    return stopped, True, None, None  # it ended by itself meanwhile
+                return status.deadline_exceeded(polecat, stopped), True, None, None
             if observation.phase is Phase.DONE and self._metrics is not None:
                 self._observe_lifetime(polecat, self._metrics.time_to_done)
             started_at = None
@@ -278,20 +289,25 @@ class Reconciler:
             return Outcome(), "success"
         force = polecat.metadata.annotations.get(ANNOTATION_FORCE_DELETE, "").lower() == "true"
         subject = Subject.of(polecat)
+        release: Release | None = None  # None: nothing was cleaned up (mode disabled, forced)
+        left_behind: str | None = None  # forced while the host was unreachable: what may be left there
         if executor is None:
             if not force:
                 await self._write(raw, subject, status.release_mode_disabled(polecat))
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
         else:
             try:
-                release: Release = await executor.release(polecat, force=force)
+                release = await executor.release(polecat, force=force)
             except TransientError as err:
-                await self._report_unreachable(raw, subject, err)
-                raise
+                if not (force and err.reason in status.HOST_FAULTS):
+                    await self._report_unreachable(raw, subject, err)
+                    raise
+                # Forced, and the host is gone: let the object go, and say what may be left there.
+                left_behind = status.released_without_host(polecat, err)
             except UserError as err:
                 await self._write(raw, subject, err)
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
-            if not release.done:
+            if release is not None and not release.done:
                 await self._write(raw, subject, release)
                 return Outcome(requeue_after=self._options.release_requeue), "requeue"
         remaining = [f for f in polecat.metadata.finalizers if f != FINALIZER]
@@ -306,13 +322,14 @@ class Reconciler:
             if exc.status == 409:
                 return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
             raise
-        self._recorder.record(
-            raw,
-            "Normal",
-            "Released",
-            "Cleaned up the Polecat's work" + (" (forced)" if force else "") + "; removed the finalizer.",
-            action="Release",
-        )
+        if left_behind is not None:
+            self._recorder.record(raw, "Warning", "ReleasedWithoutHost", left_behind, action="Release")
+            return Outcome(), "success"
+        # What the cleanup did (e.g. where kept work is) is the user's record of it.
+        detail = f" {release.message.rstrip('. ')}." if release is not None and release.message else ""
+        forced = " (forced)" if force else ""
+        message = f"Cleaned up the Polecat's work{forced}; removed the finalizer.{detail}"
+        self._recorder.record(raw, "Normal", "Released", message, action="Release")
         return Outcome(), "success"
 
     async def _add_finalizer(self, polecat: Polecat) -> tuple[dict[str, Any], Polecat] | None:
@@ -366,7 +383,14 @@ class Reconciler:
 
         False on a write conflict (the caller looks again soon).
         """
-        decision = status.decide(subject, finding, dispatched=dispatched, now=utcnow(), started_at=started_at)
+        decision = status.decide(
+            subject,
+            finding,
+            dispatched=dispatched,
+            now=utcnow(),
+            started_at=started_at,
+            unreachable_after=self._options.host_unreachable_timeout,
+        )
         new_wire = decision.wire
         old_raw = raw.get("status") or {}
         if normalize_status(old_raw) == new_wire:

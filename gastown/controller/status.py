@@ -19,7 +19,11 @@ What a round can learn, and what the status then says:
 * a ``UserError`` — the phase is kept and ``Ready`` is False with the error's reason
   and message (what is wrong and what to do);
 * a ``TransientError`` — the work cannot be looked at now: the phase is kept (the last
-  one observed), ``Ready`` is Unknown and says it is retried;
+  one observed), ``Ready`` is Unknown and says it is retried; when it is the host that
+  cannot be reached (:data:`HOST_FAULTS`) and the same outage (``Ready`` Unknown with
+  such a reason since its ``lastTransitionTime``) has lasted ``unreachable_after``
+  seconds, phase ``Stuck`` (a terminal phase is kept) with ``Ready`` False, reason
+  ``HostUnreachable`` and what to check; the next observation restores the real phase;
 * a ``Release`` that is not done — a deletion held back: phase kept, ``Ready`` False.
 
 The status follows the Kubernetes API conventions:
@@ -33,6 +37,12 @@ The status follows the Kubernetes API conventions:
   condition's ``status`` flips.
 * ``startTime`` is set once, when work is first dispatched; ``completionTime`` once,
   when a terminal phase is reached.
+* ``lastActivity`` follows the executor's last sign of the agent's life, but moves only
+  when it moved by :data:`ACTIVITY_STEP` or more, so a busy agent costs one status write
+  a minute, not one per poll.
+* ``spec.local.activeDeadlineSeconds`` (local mode): once ``now - startTime`` passes it,
+  :func:`past_deadline` says so and the reconciler stops the work like Terminate; the
+  Polecat is ``Failed`` with reason ``DeadlineExceeded`` (:func:`deadline_exceeded`).
 
 Events (:class:`Note`): a phase transition is one (Warning for Failed and Stuck,
 Normal otherwise); a new problem in ``Ready`` (False or Unknown with a reason it did
@@ -41,8 +51,9 @@ not have) is a Warning. A status that does not change records nothing.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
@@ -52,8 +63,10 @@ from gastown.api.models import (
     TERMINAL_PHASES,
     Condition,
     DesiredState,
+    Dispatcher,
     ExecutionMode,
     KubernetesStatus,
+    LocalSpec,
     LocalStatus,
     Phase,
     Polecat,
@@ -95,6 +108,16 @@ WARNING_PHASES = frozenset({Phase.FAILED, Phase.STUCK})
 
 RELEASE_BLOCKED = "ReleaseBlocked"
 RELEASE_UNFINISHED = "Cleanup of the Polecat's work is not finished."
+
+ACTIVITY_STEP = timedelta(seconds=60)
+"""``status.lastActivity`` is rewritten only when the agent's activity moved this much."""
+
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+
+HOST_UNREACHABLE = "HostUnreachable"
+HOST_FAULTS = frozenset({"SSHUnreachable", "SSHConnectionLost"})
+"""Reasons of a ``TransientError`` that mean the work's host cannot be reached at all
+(no connection), as opposed to one command failing on a reachable host."""
 
 
 def utcnow() -> datetime:
@@ -198,6 +221,80 @@ def bead_claimed(polecat: Polecat, holder: str) -> UserError:
     )
 
 
+def host_unreachable_message(host: str, since: datetime, after: float, error: str) -> str:
+    """Ready's message once the host has been unreachable past the timeout: what to do."""
+    return (
+        f"The local-mode host {host} has been unreachable since {since.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+        f"(longer than {after:g}s; {error.rstrip('. ')}). Check that sshd runs on it, that the network "
+        "from the operator reaches it, and the operator's SSH settings (GASTOWN_SSH_HOST, _PORT, _USER, "
+        "_KEY_FILE, _KNOWN_HOSTS_FILE). The phase returns to what the work is doing once the host "
+        "answers. Deleting this Polecat waits for the host; with the annotation "
+        f"{ANNOTATION_FORCE_DELETE}=true it completes without it (what runs there is left for you to "
+        "clean up; the Event says what)."
+    )
+
+
+def released_without_host(polecat: Polecat, err: TransientError) -> str:
+    """The Warning Event of a force-delete that could not reach the host: what may be left there
+    and how to clean it up by hand (names come from the recorded status)."""
+    recorded = (polecat.status.local if polecat.status is not None else None) or LocalStatus()
+    spec = polecat.spec.local or LocalSpec()
+    host = err.host or recorded.host or "the local-mode SSH host"
+    left: list[str] = []
+    if recorded.tmuxSession and recorded.tmuxSocket:
+        socket, session = shlex.quote(recorded.tmuxSocket), shlex.quote(f"={recorded.tmuxSession}")
+        left.append(f"tmux session {recorded.tmuxSession} (`tmux -L {socket} kill-session -t {session}`)")
+    if spec.dispatcher is Dispatcher.GT:
+        rig = polecat.spec.rig
+        town = shlex.quote(spec.townRoot) if spec.townRoot else '"$GT_TOWN_ROOT"'
+        if recorded.polecatName:
+            left.append(
+                f"gt polecat {rig}/{recorded.polecatName} and its worktree, which holds its work (push what "
+                f"you need, then `cd {town} && gt polecat nuke {rig}/{recorded.polecatName} --force`)"
+            )
+        else:
+            left.append(f"a gt polecat on bead {polecat.spec.beadID} (`cd {town} && gt polecat list {rig}`)")
+    elif recorded.tmuxSession:
+        work = spec.workDir or f"~/.gastown/sessions/{recorded.tmuxSession}/work"
+        left.append(
+            f"the state directory ~/.gastown/sessions/{recorded.tmuxSession} (the work is in {work}; "
+            "remove the directory when you no longer need it)"
+        )
+    if not left:
+        left.append("nothing was recorded as started (check `tmux ls` there if a start was under way)")
+    return (
+        f"Force-deleted without cleanup: {host} could not be reached ({err.message.rstrip('. ')}). "
+        f"Possibly left on {host}: " + "; ".join(left) + "."
+    )
+
+
+def past_deadline(polecat: Polecat, now: datetime) -> bool:
+    """Whether a local-mode Polecat has run longer than ``spec.local.activeDeadlineSeconds``."""
+    local = polecat.spec.local
+    limit = local.activeDeadlineSeconds if local is not None else None
+    started = polecat.status.startTime if polecat.status is not None else None
+    if polecat.spec.executionMode is not ExecutionMode.LOCAL or limit is None or started is None:
+        return False
+    return (now - started).total_seconds() > limit
+
+
+def deadline_exceeded(polecat: Polecat, stopped: Observation) -> Observation:
+    """The finding after the work was stopped for its deadline: Failed, with what was kept."""
+    local = polecat.spec.local
+    limit = local.activeDeadlineSeconds if local is not None else None
+    kept = f" {stopped.message.rstrip('. ')}." if stopped.message else ""
+    return replace(
+        stopped,
+        phase=Phase.FAILED,
+        reason=DEADLINE_EXCEEDED,
+        message=(
+            f"The work ran longer than spec.local.activeDeadlineSeconds ({limit}s) and was stopped; its "
+            f"worktree or work directory is kept.{kept}"
+        ),
+        requeue_after=None,
+    )
+
+
 def invalid_spec(exc: ValidationError) -> UserError:
     """The stored spec does not parse: the first few problems, each with its field."""
     problems = []
@@ -231,6 +328,7 @@ class Assessment:
     local: LocalStatus | None = None
     kubernetes: KubernetesStatus | None = None
     result: ResultStatus | None = None
+    last_activity: datetime | None = None
     started_at: datetime | None = None
     """When the work was started, if that was before this round (a coalesced write:
     :mod:`gastown.controller.coalesce`); ``startTime`` and the ``Dispatched`` condition
@@ -247,11 +345,19 @@ class Assessment:
         return self.message or PHASE_MESSAGES[self.phase]
 
 
-def assess(subject: Subject, finding: Finding, *, dispatched: bool = False) -> Assessment:
+def assess(
+    subject: Subject,
+    finding: Finding,
+    *,
+    dispatched: bool = False,
+    now: datetime | None = None,
+    unreachable_after: float | None = None,
+) -> Assessment:
     """What the status should say, given what the round learned (see the module doc).
 
     ``dispatched``: the reconciler started work for the Polecat this round, or knows
     it was started before; a ``startTime`` in the status or observed work count too.
+    ``now`` and ``unreachable_after`` (seconds) turn a long host outage into ``Stuck``.
     """
     kept = subject.phase
     dispatched = dispatched or subject.started
@@ -275,6 +381,7 @@ def assess(subject: Subject, finding: Finding, *, dispatched: bool = False) -> A
             local=finding.local,
             kubernetes=finding.kubernetes,
             result=finding.result,
+            last_activity=finding.last_activity,
         )
     if isinstance(finding, _Unchanged):
         phase = Phase.DISPATCHING if kept is Phase.PENDING and dispatched else kept
@@ -292,6 +399,9 @@ def assess(subject: Subject, finding: Finding, *, dispatched: bool = False) -> A
             dispatched=dispatched,
         )
     if isinstance(finding, TransientError):
+        stuck = _host_unreachable(subject, finding, dispatched, now=now, after=unreachable_after)
+        if stuck is not None:
+            return stuck
         # Written once per outage, not once per retry: nothing here changes between
         # attempts (no time, no count). The phase is the last one observed.
         return Assessment(
@@ -308,6 +418,44 @@ def assess(subject: Subject, finding: Finding, *, dispatched: bool = False) -> A
     else:  # a Release that is not done
         reason, message = finding.reason or RELEASE_BLOCKED, finding.message or RELEASE_UNFINISHED
     return Assessment(phase=kept, reason=reason, message=message, ready="False", dispatched=dispatched)
+
+
+def _host_unreachable(
+    subject: Subject, err: TransientError, dispatched: bool, *, now: datetime | None, after: float | None
+) -> Assessment | None:
+    """Stuck/HostUnreachable once the host has been unreachable for ``after`` seconds, else None.
+
+    The outage's start is the ``lastTransitionTime`` of ``Ready`` turning Unknown with a
+    host fault (it does not move while Ready stays Unknown, whichever fault is seen). Once
+    said, it is kept word for word, so a retry writes nothing.
+    """
+    if now is None or after is None or err.reason not in HOST_FAULTS:
+        return None
+    ready = get_condition(subject.status, READY)
+    if ready is None:
+        return None
+    if ready.status == "False" and ready.reason == HOST_UNREACHABLE:
+        return Assessment(
+            phase=subject.phase,
+            reason=ready.reason,
+            message=ready.message,
+            ready="False",
+            dispatched=dispatched,
+        )
+    since = ready.lastTransitionTime
+    if ready.status != "Unknown" or ready.reason not in HOST_FAULTS or since is None:
+        return None
+    if (now - since).total_seconds() < after:
+        return None
+    recorded = subject.status.local if subject.status is not None else None
+    host = err.host or (recorded.host if recorded is not None else None) or "the local-mode SSH host"
+    return Assessment(
+        phase=subject.phase if subject.phase in TERMINAL_PHASES else Phase.STUCK,
+        reason=HOST_UNREACHABLE,
+        message=host_unreachable_message(host, since, after, err.message),
+        ready="False",
+        dispatched=dispatched or subject.started,
+    )
 
 
 # -- from an assessment to a status --------------------------------------------------
@@ -420,11 +568,21 @@ def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: date
         conditions=conditions,
         startTime=start_time,
         completionTime=completion_time,
-        lastActivity=current.lastActivity,
+        lastActivity=_activity(current.lastActivity, assessment.last_activity),
         local=assessment.local or current.local,
         kubernetes=assessment.kubernetes or current.kubernetes,
         result=assessment.result or current.result,
     )
+
+
+def _activity(recorded: datetime | None, seen: datetime | None) -> datetime | None:
+    """``lastActivity`` after this round: the new sign of life only once it moved by ACTIVITY_STEP."""
+    if seen is None:
+        return recorded
+    seen = seen.astimezone(UTC).replace(microsecond=0)
+    if recorded is None or abs(seen - recorded) >= ACTIVITY_STEP:
+        return seen
+    return recorded
 
 
 # -- Events ---------------------------------------------------------------------------
@@ -497,12 +655,14 @@ def decide(
     dispatched: bool = False,
     now: datetime,
     started_at: datetime | None = None,
+    unreachable_after: float | None = None,
 ) -> Decision:
     """The whole rule: what a round learned → the new status and its Events.
 
     ``started_at``: the work was started then, before this round, and the status does
-    not say so yet (see :class:`Assessment`)."""
-    assessment = assess(subject, finding, dispatched=dispatched)
+    not say so yet (see :class:`Assessment`). ``unreachable_after``: seconds a host
+    outage may last before the Polecat reads Stuck (None: never)."""
+    assessment = assess(subject, finding, dispatched=dispatched, now=now, unreachable_after=unreachable_after)
     if started_at is not None:
         assessment = replace(assessment, started_at=started_at)
     return Decision(

@@ -19,18 +19,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from gastown.api.models import KubernetesStatus, LocalStatus, Phase, Polecat, ResultStatus
 
 
 class ExecutorError(Exception):
-    """Base of the typed executor errors. ``reason`` is a CamelCase condition reason."""
+    """Base of the typed executor errors. ``reason`` is a CamelCase condition reason.
 
-    def __init__(self, reason: str, message: str) -> None:
+    ``host`` names the machine that could not be reached (``user@host:port``) when the
+    error is that the work's host is unreachable, so status can say which host.
+    """
+
+    def __init__(self, reason: str, message: str, *, host: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.host = host
 
 
 class UserError(ExecutorError):
@@ -58,6 +64,8 @@ class Observation:
     kubernetes: KubernetesStatus | None = None
     result: ResultStatus | None = None
     requeue_after: float | None = None
+    last_activity: datetime | None = None
+    """The agent's last sign of life (its tmux session's activity), if the executor knows it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ the stand-in claims is checked against the real thing here, and it cannot drift.
 What is covered: sling -> Working (name, tmux socket and session as gt reports them),
 logs and attach, push + ``gt done`` -> Done, a pushed-work polecat released WITHOUT
 force, unpushed work kept until pushed (then released without force) or forced, the
-tmux server killed -> Stuck, a missing or closed bead -> user error, never slung
+tmux server killed -> Stuck, a missing or closed bead or an agent gt cannot start -> user
+error, never slung
 twice (concurrent dispatches, a restarted executor), a re-sling by gt followed, the
 WORKING verdict, ``session stop`` without a session.
 """
@@ -19,12 +20,14 @@ WORKING verdict, ``session stop`` without a session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ import pytest
 from gastown.api.models import Phase, Polecat
 from gastown.executors.base import Observation, UserError
 from gastown.executors.local.executor import LocalExecutor
-from gastown.executors.local.gt import GtClient
+from gastown.executors.local.gt import GtClient, parse_gt_time
 from gastown.executors.local.tmux import town_socket_name
 from gastown.settings import Settings, SSHSettings
 from tests.fixtures.real_gt import RIG, RealTown
@@ -98,6 +101,24 @@ class Town:
             self.real.close_bead(bead)
         else:
             close_fake_bead(self.root, RIG, bead)
+
+    @contextlib.contextmanager
+    def agent_command(self, command: str) -> Iterator[None]:
+        """The town's default agent runs ``command`` for the duration (settings/config.json)."""
+        config = self.root / "settings" / "config.json"
+        saved = config.read_text() if config.exists() else None
+        data = json.loads(saved) if saved else {"default_agent": "scripted"}
+        agent = data.get("default_agent") or "scripted"
+        data.setdefault("agents", {}).setdefault(agent, {})["command"] = command
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(data, indent=2))
+        try:
+            yield
+        finally:
+            if saved is None:
+                config.unlink()
+            else:
+                config.write_text(saved)
 
     def act(self, bead: str, action: str) -> None:
         (self.root / "control").mkdir(exist_ok=True)
@@ -226,6 +247,13 @@ async def test_sling_reports_what_gt_reports_and_logs_and_attach_work(
     assert obs.local.tmuxSession and await tmux_has(town.socket, obs.local.tmuxSession)
 
     p = recorded(p, obs)
+    seen = await executor.observe(p)  # lastActivity: the session's activity, which gt reports too
+    listed_status = json.loads(
+        _json_of(town.gt("polecat", "status", f"{RIG}/{obs.local.polecatName}", "--json"))
+    )
+    reported = parse_gt_time(listed_status.get("last_activity"))
+    assert seen.last_activity is not None and reported is not None, (seen, listed_status)
+    assert seen.last_activity >= reported - timedelta(seconds=1), (seen.last_activity, reported)
     lines = await wait_line(executor, p, f"on {bead}")
     assert f"agent {obs.local.polecatName} on {bead}" in lines
     assert executor.attach_command(p)[-6:] == [
@@ -245,6 +273,8 @@ async def test_pushed_work_is_done_and_released_without_force(executor: LocalExe
     town.act(bead, "push")
     done = await observe_until(executor, p, {Phase.DONE}, timeout=60)
     assert done.phase is Phase.DONE, done
+    assert done.result is not None and done.result.pushed is True, done.result
+    assert done.result.branch and done.result.branch.startswith(f"polecat/{obs.local.polecatName}/"), done
 
     client = GtClient(executor.runner(), town_root=str(town.root), gt_binary=town.gt_binary)
     recovery = await client.check_recovery(RIG, obs.local.polecatName)
@@ -321,6 +351,16 @@ async def test_a_bead_gt_cannot_sling_is_a_user_error(
     assert [i for i in town.polecats() if i.get("issue") == bead] == []
 
 
+async def test_an_agent_gt_cannot_start_is_a_user_error(executor: LocalExecutor, town: Town) -> None:
+    """gt rolls the spawn back and fails: retrying cannot help until the agent is fixed."""
+    bead = town.create_bead("contract agent")
+    with town.agent_command("/nonexistent/agent"), pytest.raises(UserError) as info:
+        await executor.dispatch(gt_polecat("noagent", bead))
+    assert info.value.reason == "AgentMisconfigured", info.value.message
+    assert "/nonexistent/agent" in info.value.message and "settings/config.json" in info.value.message
+    assert [i for i in town.polecats() if i.get("issue") == bead] == []
+
+
 async def test_never_slung_twice(executor: LocalExecutor, town: Town) -> None:
     bead = town.create_bead("contract once")
     p = gt_polecat("once", bead)
@@ -360,6 +400,12 @@ async def test_recovery_verdict_of_a_working_polecat_is_working(executor: LocalE
     await client.stop_session(RIG, obs.local.polecatName)  # no session any more: not an error
     stopped = await client.check_recovery(RIG, obs.local.polecatName)
     assert stopped is not None and stopped.verdict == "NEEDS_RECOVERY" and stopped.reason == "not-idle"
+
+
+def _json_of(res: subprocess.CompletedProcess[str]) -> str:
+    """gt's JSON (warning lines may come first)."""
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout[res.stdout.index("{") :]
 
 
 def _git_env(town: Town) -> dict[str, str]:

@@ -259,3 +259,74 @@ async def test_nothing_listening_is_transient(sshd: UserSshd) -> None:
         with pytest.raises(TransientError) as info:
             await pool.run(["true"])
     assert info.value.reason == "SSHUnreachable"
+
+
+async def test_release_keeps_the_default_work_directory_unless_forced(
+    executor: LocalExecutor, sshd: UserSshd, tmux_socket: str
+) -> None:
+    """Without a workDir the session works in the state directory's ``work/``; deleting
+    the Polecat must not lose it: it is moved to a uid-specific kept path, which a new
+    Polecat of the same name (whose dispatch clears the old state directory) cannot
+    touch. Only force-delete removes the work."""
+    assert sshd.home is not None
+    state = sshd.home / ".gastown" / "sessions" / "gastown-default-keeper"
+    first = make_polecat("keeper", local={"dispatcher": "tmux", "command": "echo result > out.txt"})
+    await executor.dispatch(first)
+    assert (await observe_until(executor, first, TERMINAL_PHASES)).phase is Phase.DONE
+    released = await executor.release(first, force=False)
+    assert released.done and released.reason == "WorkKept", released
+    kept = sshd.home / ".gastown" / "kept" / f"gastown-default-keeper-{first.metadata.uid}"
+    assert str(kept) in released.message, released
+    assert (kept / "out.txt").read_text() == "result\n"
+    assert not state.exists()
+
+    second = make_polecat("keeper", local={"dispatcher": "tmux", "command": "echo again > out.txt"})
+    await executor.dispatch(second)
+    assert (await observe_until(executor, second, TERMINAL_PHASES)).phase is Phase.DONE
+    assert (state / "work" / "out.txt").read_text() == "again\n"
+    forced = await executor.release(second, force=True)
+    assert forced.done and "deleted (forced)" in forced.message, forced
+    assert not state.exists()
+    assert not (sshd.home / ".gastown" / "kept" / f"gastown-default-keeper-{second.metadata.uid}").exists()
+    assert (kept / "out.txt").read_text() == "result\n"  # the first Polecat's work is still there
+
+
+async def test_release_never_deletes_a_users_workdir(executor: LocalExecutor, tmp_path: Path) -> None:
+    p = tmux_polecat("mine", tmp_path, "echo mine > out.txt")
+    await executor.dispatch(p)
+    assert (await observe_until(executor, p, TERMINAL_PHASES)).phase is Phase.DONE
+    forced = await executor.release(p, force=True)
+    assert forced.done and f"{tmp_path} is yours" in forced.message, forced
+    assert (tmp_path / "out.txt").read_text() == "mine\n"
+
+
+async def test_the_result_and_last_activity_are_reported(executor: LocalExecutor, tmp_path: Path) -> None:
+    """Done carries status.result (the exit status; the work directory's branch, HEAD and
+    whether it is pushed) and a Working observation the session's last activity."""
+    repo = tmp_path / "repo"
+    origin = tmp_path / "origin.git"
+    for argv in (
+        ["git", "init", "-q", "--bare", str(origin)],
+        ["git", "init", "-q", "-b", "work", str(repo)],
+        ["git", "-C", str(repo), "remote", "add", "origin", str(origin)],
+    ):
+        proc = await asyncio.create_subprocess_exec(*argv)
+        assert await proc.wait() == 0
+    gate = tmp_path / "go"
+    command = (
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; echo x > f && git add f && "
+        "git -c user.email=a@example.invalid -c user.name=a commit -qm work && git push -q origin work"
+    )
+    p = tmux_polecat("result", repo, command)
+    working = await executor.dispatch(p)
+    assert working.phase is Phase.WORKING
+    seen = await executor.observe(p)
+    assert seen.last_activity is not None, seen
+    gate.touch()
+    done = await observe_until(executor, p, TERMINAL_PHASES)
+    assert done.phase is Phase.DONE, done
+    assert done.result is not None, done
+    assert done.result.branch == "work" and done.result.pushed is True, done.result
+    assert done.result.commit and len(done.result.commit) == 40, done.result
+    assert done.result.message and "exited 0" in done.result.message, done.result
+    await executor.release(p, force=False)

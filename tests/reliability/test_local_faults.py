@@ -14,6 +14,7 @@ data (checked byte for byte on gt's stdin, and the canary stays empty).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -412,3 +413,110 @@ def _nukes(town: Path, _polecat: str, gt_name: str) -> list[list[str]]:
         for c in gt_calls(town)
         if c["argv"][:2] == ["polecat", "nuke"] and f"demo/{gt_name}" in c["argv"]
     ]
+
+
+async def test_a_host_gone_past_the_timeout_is_stuck_and_force_delete_works_without_it(
+    *,
+    lab: Lab,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    own_sshd: UserSshd,
+    tmp_path: Path,
+    kube: KubeClient,
+) -> None:
+    """sshd stopped (a real outage) for longer than GASTOWN_HOST_UNREACHABLE_TIMEOUT (3 s
+    here): the Polecat reads Stuck with Ready=False HostUnreachable naming the host and what
+    to check; sshd back, it reads Working again. With sshd gone again, a force-delete
+    completes (the finalizer goes) with a Warning saying what may be left on the host."""
+    socket = f"gastown-rel-{uuid.uuid4().hex[:8]}"
+    settings = engine_settings(
+        namespace,
+        ssh=settings_for(own_sshd, keepalive_interval=1.0),
+        tmux_socket=socket,
+        local_poll_interval=POLL,
+        host_unreachable_timeout=3.0,
+    )
+    mgr = Manager(
+        settings,
+        api=k8s_api,
+        reconciler_options=ReconcilerOptions(user_error_requeue=2.0, release_requeue=0.5),
+    )
+    address = f"127.0.0.1:{own_sshd.port}"
+    try:
+        await mgr.start()
+        await mgr.wait_synced()
+        await kube.create(polecats_path(namespace), tmux_polecat("gone", "de-gone", "sleep 600"))
+        await wait_phase(kube, namespace, "gone", Phase.WORKING)
+        await own_sshd.stop()
+        try:
+            stuck = await wait_phase(kube, namespace, "gone", Phase.STUCK, timeout=60)
+            ready = next(c for c in stuck["status"]["conditions"] if c["type"] == "Ready")
+            assert (ready["status"], ready["reason"]) == ("False", "HostUnreachable"), ready
+            assert address in ready["message"] and "sshd" in ready["message"], ready
+            assert f"{ANNOTATION_FORCE_DELETE}=true" in ready["message"], ready
+        finally:
+            await own_sshd.restart()
+        await wait_phase(kube, namespace, "gone", Phase.WORKING, timeout=60)
+        assert (await ready_condition(kube, namespace, "gone"))["status"] == "True"
+
+        await own_sshd.stop()
+        patch = {"metadata": {"annotations": {ANNOTATION_FORCE_DELETE: "true"}}}
+        await kube.merge_patch(polecats_path(namespace, "gone"), patch)
+        await kube.delete(polecats_path(namespace, "gone"))
+
+        async def gone() -> bool:
+            return not (await kube.get(polecats_path(namespace)))["items"]
+
+        await wait_for(gone, what="the force-deleted Polecat to go without its host", timeout=60)
+        warned = [
+            e for e in await list_events(kube, namespace, "gone") if e["reason"] == "ReleasedWithoutHost"
+        ]
+        session = stuck["status"]["local"]["tmuxSession"]
+        assert warned and warned[0]["type"] == "Warning", warned
+        assert session in warned[0]["note"] and address in warned[0]["note"], warned
+        assert "~/.gastown/sessions/" in warned[0]["note"], warned
+    finally:
+        await own_sshd.restart()
+        await delete_everything(kube, namespace)
+        await mgr.stop()
+        await kill_tmux_server(socket)
+
+
+async def test_a_local_run_past_its_deadline_is_stopped_failed_and_keeps_its_work(
+    *,
+    lab: Lab,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    own_sshd: UserSshd,
+    kube: KubeClient,
+) -> None:
+    """spec.local.activeDeadlineSeconds: past it the session is stopped (like Terminate),
+    the Polecat is Failed/DeadlineExceeded with status.result, and the work directory stays."""
+    socket = f"gastown-rel-{uuid.uuid4().hex[:8]}"
+    settings = engine_settings(
+        namespace,
+        ssh=settings_for(own_sshd, keepalive_interval=1.0),
+        tmux_socket=socket,
+        local_poll_interval=POLL,
+    )
+    mgr = Manager(settings, api=k8s_api, reconciler_options=ReconcilerOptions(user_error_requeue=2.0))
+    body = tmux_polecat("late", "de-late", "echo started > out.txt; sleep 600")
+    body["spec"]["local"]["activeDeadlineSeconds"] = 2
+    try:
+        await mgr.start()
+        await mgr.wait_synced()
+        await kube.create(polecats_path(namespace), body)
+        failed = await wait_phase(kube, namespace, "late", Phase.FAILED, timeout=60)
+        ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "DeadlineExceeded" and "(2s)" in ready["message"], ready
+        assert "exited" not in failed["status"]["result"]["message"], failed["status"]["result"]
+        session = failed["status"]["local"]["tmuxSession"]
+        proc = await asyncio.create_subprocess_exec("tmux", "-L", socket, "has-session", "-t", f"={session}")
+        assert await proc.wait() != 0  # stopped
+        assert own_sshd.home is not None
+        work = own_sshd.home / ".gastown" / "sessions" / session / "work" / "out.txt"
+        assert work.read_text() == "started\n"  # kept
+    finally:
+        await delete_everything(kube, namespace)
+        await mgr.stop()
+        await kill_tmux_server(socket)

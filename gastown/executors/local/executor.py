@@ -115,6 +115,7 @@ class LocalExecutor:
                 gt_binary=self.settings.gt_binary,
                 default_town_root=self.settings.town_root,
                 poll_interval=self.settings.local_poll_interval,
+                tmux_binary=self.settings.tmux_binary,
             )
         return self._gt
 

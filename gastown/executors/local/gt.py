@@ -24,7 +24,11 @@ It speaks the contract of the real gt (github.com/steveyegge/gastown,
   that never shows one), so its time limit is :data:`SLING_TIMEOUT`, and a timeout or a
   dropped connection means "unknown", never "failed": the dispatcher looks for the
   bead's polecat before anything else. Slinging a bead hooked to a live polecat is a
-  no-op (``already hooked to <rig>/polecats/<name>``, exit 0).
+  no-op (``already hooked to <rig>/polecats/<name>``, exit 0). Its other failures that
+  retrying cannot fix are user errors too (:func:`sling_user_error`): an unknown rig
+  (``resolving target: getting pane for <rig>``), an agent gt cannot start (``command
+  binary not found``, ``agent '<x>' not found``; gt rolls the spawn back), a bead of
+  another rig, assigned elsewhere or deferred, the respawn breaker, ``permission denied``.
 
 gt finds its town by walking up from the working directory to ``mayor/town.json``,
 falling back to ``GT_TOWN_ROOT``; every call therefore runs in the town root with
@@ -45,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gastown.api.models import ResultStatus
 from gastown.executors.base import TransientError, UserError
 from gastown.executors.local.runner import CommandOutcome, Runner
 
@@ -64,6 +69,20 @@ _SPAWNED = re.compile(r"Polecat (\S+) (?:spawned|reused)\b")
 _ALREADY_HOOKED = re.compile(r"already hooked to (\S+?)/polecats/([^\s,]+)")
 _BEAD_NOT_FOUND = re.compile(r"bead '([^']*)' not found")
 _BEAD_CLOSED = re.compile(r"bead (\S+) is (closed|tombstone)")
+# Other sling failures of gt v1.2.1 the user must fix (checked against its source and the
+# real binary): an unknown rig (gt takes it for an agent's session name), the agent's
+# configuration, the bead's place or state, the respawn breaker, file or git permissions.
+_SLING_UNKNOWN_TARGET = re.compile(r"resolving target: getting pane for (\S+?):")
+_AGENT_BINARY_MISSING = re.compile(r"command binary not found: (\S+)")
+_AGENT_UNKNOWN = re.compile(r"agent '([^']*)' not found")
+_BEAD_OTHER_RIG = re.compile(
+    r"cross-rig mismatch: bead \S+ \(prefix \"[^\"]*\"\) belongs to rig \"([^\"]*)\""
+)
+_BEAD_NO_ROUTE = re.compile(r"is not in rig \"[^\"]*\" — prefix not in routes")
+_BEAD_ASSIGNED = re.compile(r"bead \S+ is already (\S+) to (\S+)")
+_BEAD_DEFERRED = re.compile(r"refusing to sling deferred bead")
+_RESPAWN_LIMIT = re.compile(r"respawn limit reached for \S+ \((\d+) attempts\)")
+_PERMISSION_DENIED = re.compile(r"permission denied", re.IGNORECASE)
 # Git facts of a polecat's worktree, in one round trip: uncommitted paths, stashes,
 # commits on HEAD that no remote-tracking branch has, and the branch.
 _GIT_PROBE = r"""
@@ -73,6 +92,7 @@ echo ok
 git stash list 2>/dev/null | wc -l
 git rev-list --count HEAD --not --remotes 2>/dev/null || echo -1
 git rev-parse --abbrev-ref HEAD 2>/dev/null
+git rev-parse HEAD 2>/dev/null || echo
 git status --porcelain --untracked-files=all 2>/dev/null
 """
 # Paths gt itself treats as runtime artifacts, not work (internal/git/git.go runtimeArtifactRoot).
@@ -213,6 +233,7 @@ class GitFacts:
     stashes: int
     unpushed: int  # commits on HEAD that no remote-tracking branch has; -1: unknown
     branch: str
+    commit: str = ""  # HEAD
 
     @property
     def all_pushed(self) -> bool:
@@ -229,6 +250,32 @@ class GitFacts:
         if self.unpushed < 0:
             parts.append("commits that cannot be compared with any remote")
         return ", ".join(parts) or f"everything on branch {self.branch} pushed"
+
+    def result(self, message: str) -> ResultStatus:
+        """``status.result`` from these facts: the branch, HEAD, and whether HEAD reached a remote."""
+        return ResultStatus(
+            branch=self.branch or None,
+            commit=self.commit or None,
+            pushed=self.unpushed == 0 if self.unpushed >= 0 else None,
+            message=f"{message.rstrip('. ')}; {self.describe()}",
+        )
+
+
+async def read_git_facts(run: Runner, path: str) -> GitFacts | None:
+    """The operator's own look at a git work tree on the host (None: not one). Read-only."""
+    res = await run(["sh", "-c", _GIT_PROBE, "gastown-git-probe", path], idempotent=True)
+    lines = res.stdout.split("\n")
+    if res.exit_status != 0 or not lines or lines[0] != "ok":
+        return None
+    try:
+        stashes, unpushed = (int(v.strip()) for v in lines[1:3])
+    except ValueError as exc:
+        raise TransientError("GitProbeFailed", f"reading git state of {path} failed: {res.stderr}") from exc
+    branch = lines[3].strip() if len(lines) > 3 else ""
+    commit = lines[4].strip() if len(lines) > 4 else ""
+    changed = [line[3:].split(" -> ")[-1] for line in lines[5:] if len(line) > 3]
+    uncommitted = sum(1 for p in changed if not is_runtime_path(p))
+    return GitFacts(uncommitted, stashes, unpushed, branch, commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +347,76 @@ def _error_lines(text: str, limit: int = 400) -> str:
 def _tail(text: str, limit: int = 400) -> str:
     text = _ANSI.sub("", text).strip()
     return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def sling_user_error(output: str, *, bead_id: str, rig: str, town_root: str) -> UserError | None:
+    """A ``gt sling`` failure the user must fix, as a UserError saying what to fix; None otherwise.
+
+    Pure, for the texts of gt v1.2.1. Left out on purpose (transient, retried): "already
+    being slung", the sling lock timeouts, dolt and tmux hiccups, a dropped connection.
+    """
+    said = _error_lines(output, 300)
+    where = f"{town_root}/{rig}"
+    target = _SLING_UNKNOWN_TARGET.search(output)
+    if target and target.group(1) == rig:
+        return UserError(
+            "RigNotFound",
+            f"rig {rig!r} is not in the town at {town_root} (gt sling took it for an agent: {said}): add it "
+            "with `gt rig add` or fix spec.rig",
+        )
+    missing = _AGENT_BINARY_MISSING.search(output)
+    if missing:
+        return UserError(
+            "AgentMisconfigured",
+            f"gt cannot start the agent: its command {missing.group(1)!r} is not installed on the local-mode "
+            f"host ({said}); install it, or fix the agent's command in {town_root}/settings/config.json "
+            "(`gt config agent set <name> <command>`)",
+        )
+    unknown = _AGENT_UNKNOWN.search(output)
+    if unknown:
+        return UserError(
+            "AgentMisconfigured",
+            f"gt has no agent {unknown.group(1)!r} ({said}): register it (`gt config agent set`) or set the "
+            f"town's default agent (`gt config default-agent <name>` in {town_root})",
+        )
+    other = _BEAD_OTHER_RIG.search(output)
+    if other or _BEAD_NO_ROUTE.search(output):
+        owner = f"to rig {other.group(1)!r}" if other else "to no rig of the town (its prefix has no route)"
+        return UserError(
+            "BeadNotInRig",
+            f"bead {bead_id!r} belongs {owner}, not to spec.rig {rig!r} ({said}): set spec.rig to the bead's "
+            f'rig, or create the bead in this rig (`cd {where} && bd create "<title>" --type task`) and put '
+            "its id in spec.beadID",
+        )
+    assigned = _BEAD_ASSIGNED.search(output)
+    if assigned:
+        return UserError(
+            "BeadTaken",
+            f"bead {bead_id!r} is already {assigned.group(1)} to {assigned.group(2)} ({said}): another agent "
+            "has it; finish or unassign it there, or use another bead in spec.beadID",
+        )
+    if _BEAD_DEFERRED.search(output):
+        return UserError(
+            "BeadDeferred",
+            f"bead {bead_id!r} is deferred and gt does not sling deferred work ({said}): reopen it "
+            f"(`cd {where} && bd update {bead_id} --status open`) or use another bead",
+        )
+    limit = _RESPAWN_LIMIT.search(output)
+    if limit:
+        return UserError(
+            "RespawnLimitReached",
+            f"gt refuses to sling bead {bead_id!r} again: it failed {limit.group(1)} times ({said}); find "
+            f"out why (`gastown logs`, the bead's history), then reset the counter (`cd {town_root} && gt "
+            f"sling respawn-reset {bead_id}`)",
+        )
+    if _PERMISSION_DENIED.search(output):
+        return UserError(
+            "PermissionDenied",
+            f"gt sling was denied access ({said}): the operator's SSH user (GASTOWN_SSH_USER) must be able "
+            f"to write the town {town_root} (its owner, or a member of its group), and the rig's git remote "
+            "must accept that user's key",
+        )
+    return None
 
 
 class GtClient:
@@ -422,6 +539,7 @@ class GtClient:
         output = _ANSI.sub("", res.stdout + "\n" + res.stderr)
         if res.exit_status != 0:
             self._raise_bead_errors(bead_id, rig, output)
+            self._raise_sling_user_errors(bead_id, rig, output)
             raise TransientError(
                 "GtSlingFailed",
                 f"gt sling {bead_id} {rig} failed ({res.exit_status}): {_error_lines(output)}",
@@ -448,6 +566,12 @@ class GtClient:
                 f"bead {bead_id!r} is {closed.group(2)} (its work was completed) and gt refuses to sling it: "
                 f"reopen it (`cd {where} && bd reopen {bead_id}`) or use a new bead in spec.beadID",
             )
+
+    def _raise_sling_user_errors(self, bead_id: str, rig: str, output: str) -> None:
+        """The rest of gt's sling failures that retrying cannot fix (see :func:`sling_user_error`)."""
+        error = sling_user_error(output, bead_id=bead_id, rig=rig, town_root=self.town_root)
+        if error is not None:
+            raise error
 
     def invalidate(self, rig: str) -> None:
         """Drop the cached list of ``rig`` (after a change we made)."""
@@ -521,20 +645,7 @@ class GtClient:
 
     async def git_facts(self, path: str) -> GitFacts | None:
         """The operator's own look at a worktree (None: no such worktree). Read-only."""
-        res = await self._run(["sh", "-c", _GIT_PROBE, "gastown-git-probe", path], idempotent=True)
-        lines = res.stdout.split("\n")
-        if res.exit_status != 0 or not lines or lines[0] != "ok":
-            return None
-        try:
-            stashes, unpushed = (int(v.strip()) for v in lines[1:3])
-        except ValueError as exc:
-            raise TransientError(
-                "GitProbeFailed", f"reading git state of {path} failed: {res.stderr}"
-            ) from exc
-        branch = lines[3].strip() if len(lines) > 3 else ""
-        changed = [line[3:].split(" -> ")[-1] for line in lines[4:] if len(line) > 3]
-        uncommitted = sum(1 for p in changed if not is_runtime_path(p))
-        return GitFacts(uncommitted, stashes, unpushed, branch)
+        return await read_git_facts(self._run, path)
 
     async def nuke(self, rig: str, name: str, *, force: bool) -> None:
         args = ["polecat", "nuke", f"{rig}/{name}"]

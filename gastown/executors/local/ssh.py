@@ -275,7 +275,9 @@ class _Link:
             ) from exc
         except _CONNECT_FAULTS as exc:
             raise TransientError(
-                "SSHUnreachable", f"cannot connect to {t.address}: {exc or type(exc).__name__}"
+                "SSHUnreachable",
+                f"cannot connect to {t.address}: {exc or type(exc).__name__}",
+                host=t.address,
             ) from exc
 
 
@@ -377,7 +379,9 @@ class SSHPool:
                     link.discard(conn)
                     if not drops_left:
                         raise TransientError(
-                            "SSHConnectionLost", f"the SSH connection to {target.address} dropped: {exc}"
+                            "SSHConnectionLost",
+                            f"the SSH connection to {target.address} dropped: {exc}",
+                            host=target.address,
                         ) from exc
                     drops_left -= 1
                     log.info("ssh connection to %s dropped; retrying idempotent command", target.address)

@@ -19,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gastown.executors.base import TransientError
 from gastown.executors.local.runner import Runner
@@ -131,6 +132,16 @@ class TmuxCommands:
         """``<pane_dead> <pane_dead_status>`` of the session's pane."""
         return self.base("list-panes", "-t", exact_pane(name), "-F", "#{pane_dead} #{pane_dead_status}")
 
+    def activity(self, name: str) -> list[str]:
+        """``<session_activity> <window_activity>`` (epoch seconds) of the session's pane.
+
+        ``session_activity`` is what gt reports as ``last_activity``; ``window_activity``
+        also moves with the pane's output, which is how an agent shows it works.
+        """
+        return self.base(
+            "display-message", "-p", "-t", exact_pane(name), "#{session_activity} #{window_activity}"
+        )
+
     def set_remain_on_exit(self, name: str) -> list[str]:
         return self.base("set-option", "-w", "-t", exact_pane(name), "remain-on-exit", "on")
 
@@ -204,6 +215,14 @@ class TmuxDriver:
         if _no_server(res.stderr):
             return []
         raise TransientError("TmuxFailed", f"tmux list-sessions: {res.stderr.strip()}")
+
+    async def activity(self, name: str) -> datetime | None:
+        """The session's last activity (the later of session and window), None without a session."""
+        res = await self._run(self.commands.activity(name), idempotent=True)
+        if res.exit_status != 0:
+            return None
+        stamps = [int(word) for word in res.stdout.split() if word.isdigit()]
+        return datetime.fromtimestamp(max(stamps), UTC) if stamps else None
 
     async def pane_state(self, name: str) -> PaneState | None:
         res = await self._run(self.commands.pane_state(name), idempotent=True)

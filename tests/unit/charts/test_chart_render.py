@@ -51,7 +51,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "keySecret": {"name": "polecat-ssh", "key": "id_ed25519"},
             "knownHosts": {"configMap": "polecat-known-hosts"},
         },
-        "local": {"townRoot": "/srv/town", "tmuxSocket": "agents", "pollInterval": 2.5},
+        "local": {
+            "townRoot": "/srv/town",
+            "tmuxSocket": "agents",
+            "pollInterval": 2.5,
+            "hostUnreachableTimeout": 90,
+        },
     },
     "known-hosts-secret": {
         "ssh": {"host": "10.0.0.9", "knownHosts": {"secret": "known-hosts", "key": "hosts"}},
@@ -545,6 +550,7 @@ def test_local_mode_settings_and_mounts(rendered: dict[str, list[dict[str, Any]]
     assert (settings.ssh.host, settings.ssh.port, settings.ssh.user) == ("agents.internal", 2222, "polecat")
     assert settings.town_root == "/srv/town"
     assert settings.tmux_socket == "agents" and settings.local_poll_interval == 2.5
+    assert settings.host_unreachable_timeout == 90
     assert settings.ssh.key_file is not None and settings.ssh.known_hosts_file is not None
     _assert_mounted(docs, settings.ssh.key_file, secret="polecat-ssh")
     _assert_mounted(docs, settings.ssh.known_hosts_file, config_map="polecat-known-hosts")

@@ -42,12 +42,22 @@ be lost and how to push it or force.
 
 from __future__ import annotations
 
-from gastown.api.models import ANNOTATION_FORCE_DELETE, DesiredState, LocalStatus, Phase, Polecat
+from dataclasses import replace
+
+from gastown.api.models import (
+    ANNOTATION_FORCE_DELETE,
+    TERMINAL_PHASES,
+    DesiredState,
+    LocalStatus,
+    Phase,
+    Polecat,
+    ResultStatus,
+)
 from gastown.executors.base import Observation, Release, UserError
 from gastown.executors.local.dispatchers.base import SessionRef, observation
 from gastown.executors.local.gt import GtClient, GtPolecat, GtRecovery
 from gastown.executors.local.runner import Runner
-from gastown.executors.local.tmux import gt_socket_name
+from gastown.executors.local.tmux import TmuxCommands, TmuxDriver, gt_socket_name
 
 _PHASES: dict[str, tuple[Phase, str]] = {
     "working": (Phase.WORKING, "Working"),
@@ -83,8 +93,10 @@ class GtDispatcher:
         default_town_root: str | None = None,
         poll_interval: float = 5.0,
         list_ttl: float | None = None,
+        tmux_binary: str = "tmux",
     ) -> None:
         self._run = run
+        self.tmux_binary = tmux_binary
         self.host = host
         self.gt_binary = gt_binary
         self.default_town_root = default_town_root
@@ -162,6 +174,34 @@ class GtDispatcher:
         return observation(phase, reason, message, local=local, poll_interval=self.poll_interval)
 
     async def observe(self, polecat: Polecat) -> Observation:
+        obs = await self._observe(polecat)
+        local = obs.local
+        if obs.phase is Phase.WORKING and local is not None and local.sessionActive and local.tmuxSession:
+            # gt's last_activity is this tmux session's activity; asked of tmux, not of gt
+            # (one cheap call, epoch seconds, no host time zone).
+            driver = TmuxDriver(
+                self._run, TmuxCommands(socket=local.tmuxSocket or "", binary=self.tmux_binary)
+            )
+            return replace(obs, last_activity=await driver.activity(local.tmuxSession))
+        if obs.phase not in TERMINAL_PHASES or local is None or not local.polecatName:
+            return obs
+        return await self._with_result(polecat, obs, local.polecatName)
+
+    async def _with_result(self, polecat: Polecat, obs: Observation, name: str) -> Observation:
+        """``status.result`` from the polecat's worktree (branch, HEAD, pushed), looked at once:
+        a Polecat whose status has a result gets none again; a polecat gt already removed
+        has only the message."""
+        if polecat.status is not None and polecat.status.result is not None:
+            return obs
+        client = self.client(polecat)
+        status = await client.status(polecat.spec.rig, name)
+        facts = (
+            await client.git_facts(status.clone_path) if status is not None and status.clone_path else None
+        )
+        what = obs.message or f"polecat {polecat.spec.rig}/{name}"
+        return replace(obs, result=facts.result(what) if facts is not None else ResultStatus(message=what))
+
+    async def _observe(self, polecat: Polecat) -> Observation:
         client = self.client(polecat)
         item = await self._find(client, polecat)
         local = await self._local(client, polecat, item)
@@ -232,7 +272,10 @@ class GtDispatcher:
         item = await self._find(client, polecat)
         if item is not None and item.session_running:
             await client.stop_session(polecat.spec.rig, item.name)
-        return await self.observe(polecat)
+        stopped = await self.observe(polecat)
+        if item is None or stopped.result is not None:
+            return stopped
+        return await self._with_result(polecat, stopped, item.name)  # stopped, not ended: record it too
 
     async def release(self, polecat: Polecat, *, force: bool) -> Release:
         client = self.client(polecat)

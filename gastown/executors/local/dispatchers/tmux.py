@@ -14,6 +14,14 @@ The session (``gastown-<ns>-<name>`` on the ``tmux_socket`` server) runs run.sh 
 the work directory with remain-on-exit on, so its output stays capturable after
 the command ends. ``exit-status`` decides Done (0) or Failed (anything else).
 
+Without ``spec.local.workDir`` the session runs in ``<state dir>/work``. That is the
+agent's work, so deleting the Polecat keeps it: release removes the session and the
+operator's control files and moves a non-empty ``work/`` to
+``$HOME/.gastown/kept/<session>-<uid>/`` (uid-specific, so a new Polecat of the same
+name, whose dispatch clears the old state directory, cannot delete it) and says where
+in the Release message. Only with force-delete is it removed. A user's ``workDir`` is
+never deleted by the operator, forced or not.
+
 Never twice: dispatch first looks for the session, then for ``started`` or
 ``exit-status`` from an earlier run; only when there is neither does it create the
 session, and tmux itself refuses a duplicate name.
@@ -23,14 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from dataclasses import replace
 
-from gastown.api.models import DesiredState, LocalStatus, Phase, Polecat
+from gastown.api.models import TERMINAL_PHASES, DesiredState, LocalStatus, Phase, Polecat, ResultStatus
 from gastown.executors.base import Observation, Release, TransientError, UserError
 from gastown.executors.local.dispatchers.base import SessionRef, observation
+from gastown.executors.local.gt import read_git_facts
 from gastown.executors.local.runner import Runner
 from gastown.executors.local.tmux import TmuxCommands, TmuxDriver, session_name
 
 STATE_SUBDIR = ".gastown/sessions"
+KEPT_SUBDIR = ".gastown/kept"
 
 # Constant scripts; every variable part is a positional argument ($1...).
 _WRITE_FILE = 'umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"'
@@ -44,6 +55,20 @@ exit 0
 _HOME = 'printf %s "$HOME"'
 _REMOVE_DIR = 'rm -rf -- "$1"'
 _MKDIR = 'mkdir -p -- "$1"'
+# Release without force: move a non-empty work/ aside (never over an earlier copy),
+# drop the control files, then the state directory if nothing else is left in it.
+# Prints "kept" when the kept copy exists afterwards.
+_KEEP_WORK = r"""
+d=$1 kept=$2
+if [ -d "$d/work" ] && [ -n "$(ls -A -- "$d/work" 2>/dev/null)" ] && [ ! -e "$kept" ]; then
+  mkdir -p -- "$(dirname -- "$kept")" && mv -- "$d/work" "$kept" || exit 1
+fi
+rm -f -- "$d/uid" "$d/started" "$d/exit-status" "$d/task.txt" "$d/command.sh" "$d/run.sh" "$d"/*.tmp
+rmdir -- "$d/work" 2>/dev/null
+rmdir -- "$d" 2>/dev/null
+if [ -e "$kept" ]; then echo kept; fi
+exit 0
+"""
 
 
 def run_script(*, tmux_binary: str, state_dir: str) -> str:
@@ -148,10 +173,33 @@ class TmuxDispatcher:
     async def observe(self, polecat: Polecat) -> Observation:
         name = self.session(polecat)
         state_dir = await self.state_dir(polecat)
-        state, active = await asyncio.gather(self._read_state(state_dir), self.tmux.has_session(name))
+        state, active, activity = await asyncio.gather(
+            self._read_state(state_dir), self.tmux.has_session(name), self.tmux.activity(name)
+        )
         if not state.belongs_to(polecat):
             state = _State("")  # an earlier Polecat's leftovers: not ours
-        return self._judge(polecat, state, active)
+        judged = replace(self._judge(polecat, state, active), last_activity=activity if active else None)
+        return await self._with_result(polecat, judged, state, state_dir)
+
+    async def _with_result(
+        self, polecat: Polecat, obs: Observation, state: _State, state_dir: str
+    ) -> Observation:
+        """A terminal observation with ``status.result``: the exit status and, when the work
+        directory is a git repository, its branch, HEAD and whether HEAD is pushed. Looked at
+        once: a Polecat whose status has a result gets none again (terminal phases are not
+        observed again anyway)."""
+        if obs.phase not in TERMINAL_PHASES or (
+            polecat.status is not None and polecat.status.result is not None
+        ):
+            return obs
+        local_spec = polecat.spec.local
+        workdir = local_spec.workDir if local_spec is not None and local_spec.workDir else f"{state_dir}/work"
+        if state.exit_status is not None:
+            what = f"the command exited {state.exit_status}"
+        else:
+            what = f"the command was stopped before it ended ({obs.message.rstrip('. ')})"
+        facts = await read_git_facts(self._run, workdir)
+        return replace(obs, result=facts.result(what) if facts is not None else ResultStatus(message=what))
 
     def _judge(self, polecat: Polecat, state: _State, active: bool) -> Observation:
         name = self.session(polecat)
@@ -238,20 +286,55 @@ class TmuxDispatcher:
     async def terminate(self, polecat: Polecat) -> Observation:
         name = self.session(polecat)
         await self.tmux.kill_session(name)
-        state = await self._read_state(await self.state_dir(polecat))
-        if state.exit_status is not None and state.belongs_to(polecat):
-            return self._judge(polecat, state, False)
-        message = f"tmux session {name} was stopped"
-        return self._obs(Phase.TERMINATED, "Terminated", message, self._local(polecat, False))
-
-    async def release(self, polecat: Polecat, *, force: bool) -> Release:
-        await self.tmux.kill_session(self.session(polecat))
         state_dir = await self.state_dir(polecat)
         state = await self._read_state(state_dir)
-        if state.belongs_to(polecat):
+        if state.exit_status is not None and state.belongs_to(polecat):
+            return await self._with_result(polecat, self._judge(polecat, state, False), state, state_dir)
+        message = f"tmux session {name} was stopped"
+        stopped = self._obs(Phase.TERMINATED, "Terminated", message, self._local(polecat, False))
+        return await self._with_result(polecat, stopped, state, state_dir)
+
+    async def kept_dir(self, polecat: Polecat) -> str:
+        """Where release without force keeps the default work directory of ``polecat``."""
+        uid = polecat.metadata.uid or "no-uid"
+        return f"{await self.home()}/{KEPT_SUBDIR}/{self.session(polecat)}-{uid}"
+
+    async def release(self, polecat: Polecat, *, force: bool) -> Release:
+        name = self.session(polecat)
+        await self.tmux.kill_session(name)
+        state_dir = await self.state_dir(polecat)
+        state = await self._read_state(state_dir)
+        local_spec = polecat.spec.local
+        user_workdir = local_spec.workDir if local_spec is not None and local_spec.workDir else None
+        if user_workdir is not None:
+            where = f"; the work directory {user_workdir} is yours and was left as it is"
+        elif force:
+            where = f"; its work directory {state_dir}/work was deleted (forced)"
+        else:
+            where = "; its work directory was empty, nothing to keep"
+        if not state.belongs_to(polecat):
+            return Release(done=True, reason="SessionRemoved", message=f"tmux session {name} removed")
+        if force or user_workdir is not None:
             await self._remove_dir(state_dir)
-        message = f"tmux session {self.session(polecat)} removed"
-        return Release(done=True, reason="SessionRemoved", message=message)
+            return Release(done=True, reason="SessionRemoved", message=f"tmux session {name} removed{where}")
+        kept = await self.kept_dir(polecat)
+        res = await self._run(["sh", "-c", _KEEP_WORK, "gastown-keep", state_dir, kept], idempotent=True)
+        if res.exit_status != 0:
+            raise TransientError(
+                "KeepWorkFailed",
+                f"cannot move the work directory {state_dir}/work to {kept} on {self.host}: "
+                f"{res.stderr.strip()}",
+            )
+        if res.stdout.strip() == "kept":
+            return Release(
+                done=True,
+                reason="WorkKept",
+                message=(
+                    f"tmux session {name} removed; its work directory was kept at {kept} on {self.host} "
+                    "(remove it when you no longer need it)"
+                ),
+            )
+        return Release(done=True, reason="SessionRemoved", message=f"tmux session {name} removed{where}")
 
     async def session_ref(self, polecat: Polecat) -> SessionRef | None:
         return SessionRef(socket=self.socket, session=self.session(polecat))

@@ -319,10 +319,96 @@ def test_gt_runtime_paths_are_not_work() -> None:
 
 
 async def test_git_facts_count_what_nuking_would_lose() -> None:
-    probe = "ok\n1\n2\npolecat/quartz/de-abc@x\n?? WIP.txt\n?? .claude/settings.json\n M src/a.py\n"
+    probe = "ok\n1\n2\npolecat/quartz/de-abc@x\nc0ffee\n?? WIP.txt\n?? .claude/settings.json\n M src/a.py\n"
     runner = ScriptedRunner({("-c",): Outcome(stdout=probe)})
     facts = await client(runner).git_facts("/srv/town/demo/polecats/quartz/demo")
     assert facts is not None
-    assert (facts.uncommitted, facts.stashes, facts.unpushed) == (2, 1, 2)
+    assert (facts.uncommitted, facts.stashes, facts.unpushed, facts.commit) == (2, 1, 2, "c0ffee")
     assert not facts.all_pushed
     assert runner.calls[-1].argv[-1] == "/srv/town/demo/polecats/quartz/demo"  # an argument, not code
+
+
+# gt v1.2.1's sling failures the user must fix: texts from the real binary (first four)
+# and from its source (internal/cmd/sling.go, polecat_spawn.go).
+@pytest.mark.parametrize(
+    ("stderr", "reason", "hints"),
+    [
+        (
+            "Error: resolving target: getting pane for demo: exit status 1\n",
+            "RigNotFound",
+            ["gt rig add", "spec.rig"],
+        ),
+        (
+            "Error: starting polecat session: starting session: creating session: command binary not found: "
+            "/nonexistent/agent\n",
+            "AgentMisconfigured",
+            ["/nonexistent/agent", f"{TOWN}/settings/config.json"],
+        ),
+        (
+            "Error: starting polecat session: starting session: resolving agent config for nosuch: agent "
+            "'nosuch' not found\n",
+            "AgentMisconfigured",
+            ["'nosuch'", "gt config default-agent"],
+        ),
+        (
+            'Error: bead de-zzz (prefix "de") is not in rig "demo" — prefix not in routes\nCreate the task '
+            "from the rig directory: cd demo && bd create --title=...\n",
+            "BeadNotInRig",
+            ["spec.rig", f"cd {TOWN}/demo && bd create"],
+        ),
+        (
+            'Error: cross-rig mismatch: bead de-zzz (prefix "de") belongs to rig "other", '
+            'but target is rig "demo"\n',
+            "BeadNotInRig",
+            ["rig 'other'", "spec.rig"],
+        ),
+        (
+            "Error: bead de-zzz is already hooked to other/crew/mel\nUse --force to re-sling\n",
+            "BeadTaken",
+            ["other/crew/mel", "spec.beadID"],
+        ),
+        (
+            'Error: refusing to sling deferred bead de-zzz: "later"\n'
+            "Deferred work should not consume polecat slots.",
+            "BeadDeferred",
+            ["bd update de-zzz --status open"],
+        ),
+        (
+            "Error: respawn limit reached for de-zzz (3 attempts). This bead keeps failing — "
+            "investigate before re-dispatching.\n",
+            "RespawnLimitReached",
+            ["3 times", "gt sling respawn-reset de-zzz"],
+        ),
+        (
+            f"Error: creating polecat: mkdir {TOWN}/demo/polecats/rust: permission denied\n",
+            "PermissionDenied",
+            ["GASTOWN_SSH_USER", TOWN],
+        ),
+    ],
+)
+async def test_sling_failures_the_user_must_fix_are_user_errors(
+    stderr: str, reason: str, hints: list[str]
+) -> None:
+    runner = ScriptedRunner({("sling",): Outcome(exit_status=1, stderr=stderr + USAGE)})
+    with pytest.raises(UserError) as info:
+        await client(runner).sling("de-zzz", "demo", task=None)
+    assert info.value.reason == reason, info.value.message
+    for hint in hints:
+        assert hint in info.value.message, info.value.message
+    assert "Usage:" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "Error: bead de-zzz is already being slung; retry after the current assignment completes\n",
+        "Error: timed out acquiring assignee sling lock for demo/polecats/rust after 30s "
+        "(another sling may be stuck)\n",
+        "Error: starting polecat session: getting pane for de-rust "
+        "(session likely died during startup): exit 1\n",
+    ],
+)
+async def test_sling_faults_that_may_pass_stay_transient(stderr: str) -> None:
+    runner = ScriptedRunner({("sling",): Outcome(exit_status=1, stderr=stderr)})
+    with pytest.raises(TransientError):
+        await client(runner).sling("de-zzz", "demo", task=None)

@@ -24,7 +24,7 @@ class FakeTown:
         self.polecats: list[dict[str, object]] = []
         self.recovery: dict[str, object] = {"verdict": "SAFE_TO_NUKE", "safe_to_nuke": True}
         # The operator's own git probe of the worktree: stashes, unpushed commits, branch, porcelain.
-        self.git = "ok\n0\n0\npolecat/Toast/de-abc@x\n"
+        self.git = "ok\n0\n0\npolecat/Toast/de-abc@x\nc0ffee\n"
         self.runner = ScriptedRunner(
             {
                 ("gastown-git-probe",): lambda c: Outcome(stdout=self.git),
@@ -149,7 +149,7 @@ async def test_release_nukes_only_when_safe() -> None:
         "needs_recovery": True,
         "blockers": ["git_state=has_unpushed unpushed_commits=2"],
     }
-    town.git = "ok\n0\n2\npolecat/Toast/de-abc@x\n"
+    town.git = "ok\n0\n2\npolecat/Toast/de-abc@x\nc0ffee\n"
     d = dispatcher(town)
     kept = await d.release(polecat(polecatName="Toast"), force=False)
     assert not kept.done
@@ -200,7 +200,7 @@ async def test_a_stopped_polecat_whose_work_is_pushed_goes_without_force() -> No
     town = FakeTown()
     town.polecats.append({"rig": "demo", "name": "Toast", "state": "stalled", "issue": "de-abc"})
     town.recovery = {"verdict": "NEEDS_RECOVERY", "needs_recovery": True, "reason": "not-idle"}
-    town.git = "ok\n0\n0\npolecat/Toast/de-abc@x\n?? .claude/settings.json\n"  # runtime files only
+    town.git = "ok\n0\n0\npolecat/Toast/de-abc@x\nc0ffee\n?? .claude/settings.json\n"  # runtime files only
     released = await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
     assert released.done and released.reason == "NukedWorkPushed"
     assert "pushed" in released.message and "NEEDS_RECOVERY" in released.message
@@ -211,7 +211,7 @@ async def test_a_stopped_polecat_with_uncommitted_work_is_kept() -> None:
     town = FakeTown()
     town.polecats.append({"rig": "demo", "name": "Toast", "state": "stalled", "issue": "de-abc"})
     town.recovery = {"verdict": "NEEDS_RECOVERY", "needs_recovery": True, "reason": "not-idle"}
-    town.git = "ok\n0\n0\npolecat/Toast/de-abc@x\n?? WIP.txt\n"
+    town.git = "ok\n0\n0\npolecat/Toast/de-abc@x\nc0ffee\n?? WIP.txt\n"
     kept = await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
     assert not kept.done and kept.reason == "UnsafeToNuke"
     assert "1 uncommitted file(s)" in kept.message
@@ -224,7 +224,7 @@ async def test_release_keeps_the_session_of_a_polecat_with_unpushed_work() -> No
         {"rig": "demo", "name": "Toast", "state": "working", "issue": "de-abc", "session_running": True}
     )
     town.recovery = {"verdict": "WORKING", "reason": "not-idle"}
-    town.git = "ok\n0\n1\npolecat/Toast/de-abc@x\n"
+    town.git = "ok\n0\n1\npolecat/Toast/de-abc@x\nc0ffee\n"
     kept = await dispatcher(town).release(polecat(polecatName="Toast"), force=False)
     assert not kept.done and "WORKING" in kept.message
     assert town.runner.argvs("session", "stop") == [] and town.runner.argvs("polecat", "nuke") == []
@@ -265,3 +265,23 @@ async def test_an_unanswered_sling_is_dispatching_and_the_bead_is_checked_first(
     again = await d.dispatch(polecat())
     assert again.phase is Phase.WORKING and again.local is not None and again.local.polecatName == "quartz"
     assert town.slings() == 1
+
+
+async def test_done_records_the_worktrees_result_once() -> None:
+    town = FakeTown()
+    town.polecats = [
+        {"rig": "demo", "name": "Toast", "state": "idle", "issue": "de-abc", "session_running": True}
+    ]
+    done = await dispatcher(town).observe(polecat(polecatName="Toast"))
+    assert done.phase is Phase.DONE and done.result is not None, done
+    assert (done.result.branch, done.result.commit, done.result.pushed) == (
+        "polecat/Toast/de-abc@x",
+        "c0ffee",
+        True,
+    )
+    probes = len(town.runner.argvs("gastown-git-probe"))
+    base = polecat(polecatName="Toast")
+    assert base.status is not None
+    recorded = base.model_copy(update={"status": base.status.model_copy(update={"result": done.result})})
+    again = await dispatcher(town).observe(recorded)
+    assert again.result is None and len(town.runner.argvs("gastown-git-probe")) == probes  # no second look
