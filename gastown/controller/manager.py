@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import anyio
@@ -301,7 +302,9 @@ class Manager:
         self._executors: dict[ExecutionMode, Executor] = {}
         self._webhook = webhook
         self._informer_options = informer_options or InformerOptions()
-        self._reconciler_options = reconciler_options or ReconcilerOptions()
+        self._reconciler_options = replace(
+            reconciler_options or ReconcilerOptions(), node_lost_timeout=settings.node_lost_timeout
+        )
         self.registry = registry or CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)
         self.serving_metrics = ServingMetrics(self.registry)

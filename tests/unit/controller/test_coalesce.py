@@ -52,6 +52,10 @@ class PodLike:
     def needs_finalizer(self) -> bool:
         return False
 
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        return False
+
     async def observe(self, polecat: Polecat) -> Observation:
         if self.state is None:
             return Observation(phase=None)
