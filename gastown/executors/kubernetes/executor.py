@@ -57,6 +57,8 @@ from gastown.executors.kubernetes.pod import (
     AGENT_CONTAINER,
     ANNOTATION_STOP,
     CLONE_CONTAINER,
+    STOP_DELETE,
+    STOP_TERMINATE,
     build_pod,
     pod_name,
 )
@@ -147,7 +149,7 @@ class KubernetesExecutor:
         observation = observe_pod(cached, polecat)
         if observation.phase in TERMINAL_PHASES:
             return observation
-        stopped = await self.stop(polecat, cached, why="Terminate")
+        stopped = await self.stop(polecat, cached, why=STOP_TERMINATE)
         if stopped is None:
             return Observation(
                 phase=Phase.TERMINATED,
@@ -206,15 +208,18 @@ class KubernetesExecutor:
                     f"forced by {ANNOTATION_FORCE_DELETE}=true: Pod {name} is deleted with any unpushed work"
                 ),
             )
-        status = polecat.status
-        if status is not None and status.phase in TERMINAL_PHASES:
-            return Release(done=True)  # the record is in the status already
         pod = self._pods(ns, name)
-        if pod is None or _owner_uid(pod) != polecat.metadata.uid:
+        if pod is not None and _owner_uid(pod) != polecat.metadata.uid:
+            pod = None
+        status = polecat.status
+        ended_before = status is not None and status.phase in TERMINAL_PHASES
+        if ended_before and (pod is None or stop_requested(pod) != STOP_DELETE):
+            return Release(done=True)  # ended before the deletion: the record is in the status already
+        if pod is None:
             return Release(done=True, message=f"no Pod {name} was left whose result could be read")
         observation = observe_pod(pod, polecat)
         if observation.phase not in TERMINAL_PHASES:
-            stopped = await self.stop(polecat, pod, why="Delete")
+            stopped = await self.stop(polecat, pod, why=STOP_DELETE)
             if stopped is None:
                 return Release(done=True, message=f"Pod {name} had not started; no work had run")
             observation = observe_pod(stopped, polecat)

@@ -158,6 +158,17 @@ async def test_release_of_unpushed_work_is_held_saying_what_to_do() -> None:
     assert release.observation.result.pushed is False
 
 
+async def test_a_deletion_held_for_unpushed_work_stays_held_once_the_status_is_terminal() -> None:
+    """The status written while held is terminal (Terminated): that is not "ended before"."""
+    held = polecat(status={"phase": "Terminated"})
+    release = await executor({KEY: ended_pod("Failed", REFUSED)}).release(held, force=False)
+    assert (release.done, release.reason) == (False, "WorkNotSaved")
+    # Ended before the deletion (stopped by Terminate, or on its own): released at once.
+    terminated = ended_pod("Failed", REFUSED)
+    terminated["metadata"]["annotations"] = {ANNOTATION_STOP: "Terminate"}
+    assert (await executor({KEY: terminated}).release(held, force=False)).done is True
+
+
 async def test_release_of_a_pod_that_succeeded_without_a_report_goes_unconfirmed() -> None:
     """kwok in the lab: Succeeded and no termination message. Released, saying so."""
     release = await executor({KEY: ended_pod("Succeeded", "", stopped=False)}).release(polecat(), force=False)
