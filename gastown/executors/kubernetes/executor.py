@@ -389,8 +389,10 @@ def _release_ended(polecat: Polecat, observation: Observation) -> Release:
     if (saved is not None and saved.status == "True") or pushed is True:
         message = saved.message if saved is not None else observation.message
         return Release(done=True, message=message, observation=observation)
-    if observation.phase is Phase.DONE and pushed is None:
-        # Succeeded without a report (kwok in the lab, a custom image): Kubernetes says done.
+    unconfirmed = observation.phase is Phase.DONE or (saved is not None and saved.status == "Unknown")
+    if pushed is None and unconfirmed:
+        # Succeeded, or stopped cleanly (exit 0), without a report: kwok in the lab, a custom
+        # image. Nothing says the work was lost; released, saying the push is not confirmed.
         return Release(
             done=True,
             reason="NoResultReported",

@@ -414,9 +414,13 @@ def _stopped(polecat: Polecat, k8s: KubernetesStatus, agent: dict[str, Any] | No
         text = "the agent had not started, so there was no work to save"
         return stopped(text, WorkSaved("True", "NothingToSave", text), None)
     text = f"the runner reported no result (no termination message), so the push to {branch} is not confirmed"
+    # Exit 0 without a report: not the gastown runner (which always reports), but an agent
+    # that stopped cleanly (a custom image; kwok in the lab) — unconfirmed, like a Pod that
+    # succeeded without a report. Anything else without a report may have lost the work.
+    clean = term.get("exitCode") == 0
     return stopped(
         text,
-        WorkSaved("False", "NoResultReported", text),
+        WorkSaved("Unknown" if clean else "False", "NoResultReported", text),
         ResultStatus(branch=branch, pushed=None, message=text),
     )
 

@@ -170,10 +170,16 @@ async def test_a_deletion_held_for_unpushed_work_stays_held_once_the_status_is_t
 
 
 async def test_release_of_a_pod_that_succeeded_without_a_report_goes_unconfirmed() -> None:
-    """kwok in the lab: Succeeded and no termination message. Released, saying so."""
+    """kwok in the lab: Succeeded (or stopped, exit 0) and no termination message. Released, saying so."""
     release = await executor({KEY: ended_pod("Succeeded", "", stopped=False)}).release(polecat(), force=False)
     assert (release.done, release.reason) == (True, "NoResultReported")
     assert "not confirmed" in release.message
+    stopped_clean = await executor({KEY: ended_pod("Failed", "")}).release(polecat(), force=False)
+    assert (stopped_clean.done, stopped_clean.reason) == (True, "NoResultReported")
+    killed = ended_pod("Failed", "")
+    killed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 137
+    held = await executor({KEY: killed}).release(polecat(), force=False)
+    assert (held.done, held.reason) == (False, "WorkNotSaved")
 
 
 async def test_release_while_the_stop_is_under_way_waits_without_calls() -> None:

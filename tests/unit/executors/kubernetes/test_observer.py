@@ -438,11 +438,17 @@ def test_stopped_but_not_pushed_says_why() -> None:
 
 
 def test_stopped_without_a_report_is_not_confirmed() -> None:
+    """Killed (143) with no report: the runner may have lost the work (False). Exit 0 with no
+    report: no runner, an agent that stopped cleanly (kwok, a custom image): Unknown."""
     obs = observe_pod(deadline_killed(""), polecat())
     assert obs.phase is Phase.TERMINATED
     assert obs.work_saved is not None and obs.work_saved.reason == "NoResultReported"
     assert obs.work_saved.status == "False"
     assert obs.result is not None and obs.result.pushed is None
+    clean = deadline_killed("")
+    clean["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 0
+    unconfirmed = observe_pod(clean, polecat())
+    assert unconfirmed.work_saved is not None and unconfirmed.work_saved.status == "Unknown"
 
 
 def test_stopped_before_the_agent_started_had_nothing_to_save() -> None:
