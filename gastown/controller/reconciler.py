@@ -259,6 +259,11 @@ class Reconciler:
         if pending is not None and pending[0] == polecat.metadata.uid:
             remaining = pending[1] - time.monotonic()
             if remaining > 0:
+                waited = self._options.dispatch_expectation - remaining
+                if not _status_dispatched(polecat) and waited < self._options.status_wait:
+                    # Woken inside the coalescing window by something else than the work
+                    # (the finalizer patch made alongside the dispatch): keep waiting for it.
+                    return WAIT, True, self._options.status_wait - waited, None
                 # Dispatched moments ago; the cache has not caught up. Keep the status.
                 return UNCHANGED, True, remaining, None
         observation = await self._dispatch(key, polecat, executor)
