@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     # Shutdown.
     shutdown_grace: float = Field(default=20.0, ge=0)
 
+    node_lost_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds a kubernetes-mode Polecat whose node stopped reporting stays Stuck (NodeNotReady) "
+            "before it becomes Failed (NodeLost)."
+        ),
+    )
+
     ssh: SSHSettings = Field(default_factory=SSHSettings)
     pod: PodDefaults = Field(default_factory=PodDefaults)
     gt_binary: str = Field(default="gt", description="Gas Town CLI on the local-mode host.")

@@ -306,10 +306,11 @@ class Manager:
         self._executors: dict[ExecutionMode, Executor] = {}
         self._webhook = webhook
         self._informer_options = informer_options or InformerOptions()
-        # The host-outage timeout is an operator setting (GASTOWN_HOST_UNREACHABLE_TIMEOUT).
-        options = reconciler_options or ReconcilerOptions()
+        # Timeouts that are operator settings (GASTOWN_HOST_UNREACHABLE_TIMEOUT, _NODE_LOST_TIMEOUT).
         self._reconciler_options = replace(
-            options, host_unreachable_timeout=settings.host_unreachable_timeout
+            reconciler_options or ReconcilerOptions(),
+            host_unreachable_timeout=settings.host_unreachable_timeout,
+            node_lost_timeout=settings.node_lost_timeout,
         )
         self.registry = registry or CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)

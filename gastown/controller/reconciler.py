@@ -8,9 +8,12 @@ It is level-based, like a controller-runtime ``Reconciler``: it is given only a
    the finalizer let the object go);
 2. picks the executor for ``spec.executionMode`` from its mapping (one interface for
    both modes; the reconciler does not know which it has);
-3. acts: on deletion, ``release`` and drop the finalizer; otherwise add the finalizer
-   if the executor needs one, ``observe``, then ``dispatch`` (nothing runs, work is
-   wanted), ``terminate`` (``desiredState: Terminated``; the record stays) or nothing;
+3. acts: on deletion, ``release`` (writing the result it hands back, if any) and drop
+   the finalizer; otherwise add the finalizer if the executor needs one (before
+   anything, or — ``finalizer_with_dispatch`` — concurrently with the first dispatch,
+   so it costs one request and no round; work first seen running without it gets it
+   then), ``observe``, then ``dispatch`` (nothing runs, work is wanted), ``terminate``
+   (``desiredState: Terminated``; the record stays) or nothing;
 4. hands what it learned (an observation, "nothing new", a user error, a transient
    error, a blocked release) to :func:`gastown.controller.status.decide` — the one
    place that computes the status and the Events it is worth — and writes the status
@@ -44,6 +47,7 @@ decided in :mod:`gastown.controller.status` alone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -56,7 +60,6 @@ from pydantic import ValidationError
 
 from gastown.api.models import (
     ANNOTATION_FORCE_DELETE,
-    FINALIZER,
     GROUP,
     PLURAL,
     TERMINAL_PHASES,
@@ -65,6 +68,7 @@ from gastown.api.models import (
     ExecutionMode,
     Phase,
     Polecat,
+    finalizer_for,
 )
 from gastown.api.paths import resource_path
 from gastown.controller import status
@@ -75,7 +79,7 @@ from gastown.controller.informer import Informer
 from gastown.controller.metrics import ControllerMetrics
 from gastown.controller.status import UNCHANGED, Finding, Note, Subject, merge_patch, normalize_status, utcnow
 from gastown.controller.workqueue import Outcome
-from gastown.executors.base import Executor, ExecutorError, Release, TransientError, UserError
+from gastown.executors.base import Executor, ExecutorError, Observation, Release, TransientError, UserError
 from gastown.kube import KubeClient, error_message, is_transient
 from gastown.logging_setup import current_polecat
 
@@ -103,6 +107,8 @@ class ReconcilerOptions:
     host_unreachable_timeout: float = 600.0
     """Seconds a host outage may last before the Polecat reads Stuck/HostUnreachable; the
     manager sets it from ``Settings.host_unreachable_timeout`` (GASTOWN_HOST_UNREACHABLE_TIMEOUT)."""
+    node_lost_timeout: float = status.NODE_LOST_TIMEOUT
+    """Seconds work on a lost node stays Stuck before it is Failed (``GASTOWN_NODE_LOST_TIMEOUT``)."""
 
 
 class _Wait:
@@ -136,6 +142,8 @@ class Reconciler:
         # key -> (uid, monotonic deadline) of dispatches not yet seen in the cache.
         # key -> (uid, monotonic deadline, wall time) of dispatches not yet seen in the cache.
         self._expectations: dict[str, tuple[str, float, datetime]] = {}
+        # key -> the Polecat as stored by a finalizer patch made alongside this round's dispatch.
+        self._finalized: dict[str, dict[str, Any]] = {}
 
     async def reconcile(self, key: str) -> Outcome:
         """Reconcile ``key``; raise to be retried with backoff."""
@@ -179,25 +187,42 @@ class Reconciler:
             await self._write(raw, Subject.of(polecat), status.mode_disabled(polecat, list(self._executors)))
             return Outcome(), "user_error"
 
-        if executor.needs_finalizer and FINALIZER not in polecat.metadata.finalizers:
+        missing = executor.needs_finalizer and _finalizer(polecat) not in polecat.metadata.finalizers
+        if missing and not executor.finalizer_with_dispatch:
             added = await self._add_finalizer(polecat)
             if added is None:
                 return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
             raw, polecat = added
+            missing = False
 
         subject = Subject.of(polecat)
         result = "success"
         try:
             finding, dispatched, requeue_after, started_at = await self._act(key, polecat, executor)
-            if isinstance(finding, _Wait):  # the status write waits for the work's watch event (coalesce)
-                return Outcome(requeue_after=requeue_after), "success"
         except UserError as err:
             finding, dispatched, requeue_after = err, False, self._options.user_error_requeue
             started_at = None
             result = "user_error"
         except TransientError as err:
+            raw = self._finalized.pop(key, raw)
             await self._report_unreachable(raw, subject, err)
             raise
+        finally:
+            fresh = self._finalized.pop(key, None)  # the finalizer patch made alongside a dispatch
+        if fresh is not None:
+            raw = fresh
+        elif missing and _running(finding):
+            # Running without the finalizer (created before kubernetes mode had one, or the
+            # patch made alongside its dispatch failed): add it now.
+            added = await self._add_finalizer(polecat)
+            if added is None:
+                return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
+            raw = added[0]
+        if isinstance(finding, _Wait):  # the status write waits for the work's watch event (coalesce)
+            return Outcome(requeue_after=requeue_after), "success"
+        lost = status.node_lost_requeue(finding, now=utcnow(), timeout=self._options.node_lost_timeout)
+        if lost is not None:
+            requeue_after = lost if requeue_after is None else min(requeue_after, lost)
         written = await self._write(raw, subject, finding, dispatched=dispatched, started_at=started_at)
         if not written:
             return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
@@ -250,12 +275,17 @@ class Reconciler:
         if pending is not None and pending[0] == polecat.metadata.uid:
             remaining = pending[1] - time.monotonic()
             if remaining > 0:
+                waited = self._options.dispatch_expectation - remaining
+                if not _status_dispatched(polecat) and waited < self._options.status_wait:
+                    # Woken inside the coalescing window by something else than the work
+                    # (the finalizer patch made alongside the dispatch): keep waiting for it.
+                    return WAIT, True, self._options.status_wait - waited, None
                 # Dispatched moments ago; the cache has not caught up. Keep the status.
                 return UNCHANGED, True, remaining, None
         waiting = self._bead_claimed(key, polecat)
         if waiting is not None:
             return waiting, False, self._options.claim_requeue, None
-        observation = await executor.dispatch(polecat)
+        observation = await self._dispatch(key, polecat, executor)
         self._expectations[key] = (
             polecat.metadata.uid,
             time.monotonic() + self._options.dispatch_expectation,
@@ -279,13 +309,42 @@ class Reconciler:
         holder = self._claims.holder(raw, key) if raw is not None else None
         return status.bead_claimed(polecat, holder) if holder is not None else None
 
+    async def _dispatch(self, key: str, polecat: Polecat, executor: Executor) -> Observation:
+        """``executor.dispatch``, with the finalizer patch alongside it when it is due then.
+
+        Concurrent, so the Pod create waits for no extra round trip (the finalizer costs
+        one request per Polecat). A failed finalizer patch is only logged: the next round
+        that sees the work running adds it. The stored Polecat is kept for the status write.
+        """
+        due = (
+            executor.needs_finalizer
+            and executor.finalizer_with_dispatch
+            and _finalizer(polecat) not in polecat.metadata.finalizers
+        )
+        if not due:
+            return await executor.dispatch(polecat)
+        dispatched, added = await asyncio.gather(
+            executor.dispatch(polecat), self._add_finalizer(polecat), return_exceptions=True
+        )
+        if isinstance(added, BaseException):
+            if not isinstance(added, Exception):
+                raise added
+            logger.info("could not add the finalizer: %s", added, extra={"key": key})
+        elif added is not None:
+            self._finalized[key] = added[0]
+        if isinstance(dispatched, BaseException):
+            raise dispatched
+        observation: Observation = dispatched
+        return observation
+
     # -- deletion -------------------------------------------------------------------
 
     async def _finalize(
         self, raw: dict[str, Any], polecat: Polecat, executor: Executor | None
     ) -> tuple[Outcome, str]:
         self._expectations.pop(polecat.key, None)
-        if FINALIZER not in polecat.metadata.finalizers:
+        finalizer = _finalizer(polecat)
+        if finalizer not in polecat.metadata.finalizers:
             return Outcome(), "success"
         force = polecat.metadata.annotations.get(ANNOTATION_FORCE_DELETE, "").lower() == "true"
         subject = Subject.of(polecat)
@@ -309,9 +368,20 @@ class Reconciler:
                 return Outcome(requeue_after=self._options.release_requeue), "user_error"
             if release is not None and not release.done:
                 await self._write(raw, subject, release)
-                return Outcome(requeue_after=self._options.release_requeue), "requeue"
-        remaining = [f for f in polecat.metadata.finalizers if f != FINALIZER]
-        patch = {"metadata": {"resourceVersion": polecat.metadata.resourceVersion, "finalizers": remaining}}
+                requeue = self._options.release_requeue
+                lost = status.node_lost_requeue(
+                    release, now=utcnow(), timeout=self._options.node_lost_timeout
+                )
+                return Outcome(requeue_after=requeue if lost is None else min(requeue, lost)), "requeue"
+            if release is not None and release.observation is not None:
+                # The record first: the stopped work's result outlives the Polecat's watchers.
+                stored = await self._write_stored(raw, subject, release)
+                if stored is None:
+                    return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
+                raw = stored
+        remaining = [f for f in polecat.metadata.finalizers if f != finalizer]
+        version = (raw.get("metadata") or {}).get("resourceVersion") or polecat.metadata.resourceVersion
+        patch = {"metadata": {"resourceVersion": version, "finalizers": remaining}}
         try:
             await self._client.merge_patch(
                 self._path(polecat), patch, request_timeout=self._options.request_timeout
@@ -337,7 +407,7 @@ class Reconciler:
         patch = {
             "metadata": {
                 "resourceVersion": polecat.metadata.resourceVersion,
-                "finalizers": [*polecat.metadata.finalizers, FINALIZER],
+                "finalizers": [*polecat.metadata.finalizers, _finalizer(polecat)],
             }
         }
         try:
@@ -383,6 +453,19 @@ class Reconciler:
 
         False on a write conflict (the caller looks again soon).
         """
+        stored = await self._write_stored(raw, subject, finding, dispatched=dispatched, started_at=started_at)
+        return stored is not None
+
+    async def _write_stored(
+        self,
+        raw: dict[str, Any],
+        subject: Subject,
+        finding: Finding,
+        *,
+        dispatched: bool = False,
+        started_at: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """:meth:`_write`, returning the Polecat as stored (``raw`` if nothing changed; None: conflict)."""
         decision = status.decide(
             subject,
             finding,
@@ -390,11 +473,12 @@ class Reconciler:
             now=utcnow(),
             started_at=started_at,
             unreachable_after=self._options.host_unreachable_timeout,
+            node_lost_timeout=self._options.node_lost_timeout,
         )
         new_wire = decision.wire
         old_raw = raw.get("status") or {}
         if normalize_status(old_raw) == new_wire:
-            return True
+            return raw
         meta = raw.get("metadata") or {}
         body = {
             "metadata": {"resourceVersion": meta.get("resourceVersion")},
@@ -412,9 +496,9 @@ class Reconciler:
             stored = await self._client.merge_patch(path, body, request_timeout=self._options.request_timeout)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             if exc.status == 404:
-                return True  # deleted meanwhile; nothing to report on
+                return raw  # deleted meanwhile; nothing to report on
             if is_transient(exc):
                 raise TransientError("StatusWriteFailed", error_message(exc)) from exc
             raise
@@ -423,7 +507,7 @@ class Reconciler:
             self._claims.on_write(stored)  # a Polecat that just finished wakes its bead's waiters
         for note in decision.notes:
             self._record(stored, note)
-        return True
+        return stored
 
     def _record(self, stored: dict[str, Any], note: Note) -> None:
         """Record one Event of a decision; count and log phase transitions."""
@@ -460,6 +544,19 @@ class Reconciler:
             name=polecat.metadata.name,
             subresource=subresource,
         )
+
+
+def _finalizer(polecat: Polecat) -> str:
+    return finalizer_for(polecat.spec.executionMode)
+
+
+def _running(finding: Finding | _Wait) -> bool:
+    """Whether ``finding`` shows work that exists and has not ended."""
+    return (
+        isinstance(finding, Observation)
+        and finding.phase is not None
+        and finding.phase not in TERMINAL_PHASES
+    )
 
 
 def _status_dispatched(polecat: Polecat) -> bool:

@@ -12,7 +12,9 @@ What a round can learn, and what the status then says:
 * an :class:`~gastown.executors.base.Observation` of the work — its phase, reason and
   message become the status; no work yet is ``Dispatching`` once dispatched (else
   ``Pending``); with ``desiredState: Terminated`` anything not terminal is
-  ``Terminated``;
+  ``Terminated``, except work still saving itself (``stopping``: its phase is kept,
+  ``Ready`` False, until it has ended); work on a node lost for longer than the
+  node-lost timeout (``node_lost_since``) is ``Failed``, reason ``NodeLost``;
 * :data:`UNCHANGED` — nothing new (a terminal phase is never looked at again; a
   dispatch the cache has not caught up with): the status is kept, ``Pending`` becoming
   ``Dispatching`` once work was started;
@@ -24,7 +26,12 @@ What a round can learn, and what the status then says:
   such a reason since its ``lastTransitionTime``) has lasted ``unreachable_after``
   seconds, phase ``Stuck`` (a terminal phase is kept) with ``Ready`` False, reason
   ``HostUnreachable`` and what to check; the next observation restores the real phase;
-* a ``Release`` that is not done — a deletion held back: phase kept, ``Ready`` False.
+* a ``Release`` that is not done — a deletion held back: phase kept, ``Ready`` False;
+  a ``Release`` carrying an observation (the stopped work's result) is that
+  observation, with ``Ready`` False and the release's reason while it is not done.
+
+A stop the executor asked for reports whether it saved the work: the ``WorkSaved``
+condition (True: pushed; False: not, and why; Unknown: not confirmed).
 
 The status follows the Kubernetes API conventions:
 
@@ -74,10 +81,14 @@ from gastown.api.models import (
     ResultStatus,
 )
 from gastown.controller.coalesce import phase_steps
-from gastown.executors.base import Observation, Release, TransientError, UserError
+from gastown.executors.base import Observation, Release, TransientError, UserError, WorkSaved
 
 READY = "Ready"
 DISPATCHED = "Dispatched"
+WORK_SAVED = "WorkSaved"
+
+NODE_LOST_TIMEOUT = 300.0
+"""Default seconds work on a lost node stays Stuck before it is Failed (``GASTOWN_NODE_LOST_TIMEOUT``)."""
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 NoteType = Literal["Normal", "Warning"]
@@ -105,6 +116,9 @@ PHASE_MESSAGES: dict[Phase, str] = {
 
 WARNING_PHASES = frozenset({Phase.FAILED, Phase.STUCK})
 """Phases whose transition Event is a Warning: the user should look."""
+
+STOPPING = "Stopping"
+"""Ready's reason while work stops on request (saving itself): Ready False, a Normal Event."""
 
 RELEASE_BLOCKED = "ReleaseBlocked"
 RELEASE_UNFINISHED = "Cleanup of the Polecat's work is not finished."
@@ -329,6 +343,8 @@ class Assessment:
     kubernetes: KubernetesStatus | None = None
     result: ResultStatus | None = None
     last_activity: datetime | None = None
+    work_saved: WorkSaved | None = None
+    """The ``WorkSaved`` condition to set (a stop on request said whether it pushed)."""
     started_at: datetime | None = None
     """When the work was started, if that was before this round (a coalesced write:
     :mod:`gastown.controller.coalesce`); ``startTime`` and the ``Dispatched`` condition
@@ -361,11 +377,23 @@ def assess(
     """
     kept = subject.phase
     dispatched = dispatched or subject.started
+    if isinstance(finding, Release) and finding.observation is not None:
+        seen = assess(subject, finding.observation, dispatched=dispatched)
+        if finding.done:
+            return seen
+        return replace(
+            seen,
+            reason=finding.reason or RELEASE_BLOCKED,
+            message=finding.message or RELEASE_UNFINISHED,
+            ready="False",
+        )
     if isinstance(finding, Observation):
         observed = finding.phase
         dispatched = dispatched or observed is not None
+        stopping = finding.stopping and observed is not None and observed not in TERMINAL_PHASES
         if subject.desired is DesiredState.TERMINATED:
-            phase = observed if observed in TERMINAL_PHASES else Phase.TERMINATED
+            keep = observed is not None and (observed in TERMINAL_PHASES or stopping)
+            phase = observed if observed is not None and keep else Phase.TERMINATED
         elif observed is not None:
             phase = observed
         else:
@@ -378,10 +406,13 @@ def assess(
             reason=finding.reason if own else "",
             message=finding.message if own else "",
             dispatched=dispatched,
+            # Stopping on request is not where the user asked the Polecat to be yet.
+            ready="False" if stopping and subject.desired is DesiredState.TERMINATED else None,
             local=finding.local,
             kubernetes=finding.kubernetes,
             result=finding.result,
             last_activity=finding.last_activity,
+            work_saved=finding.work_saved,
         )
     if isinstance(finding, _Unchanged):
         phase = Phase.DISPATCHING if kept is Phase.PENDING and dispatched else kept
@@ -560,6 +591,17 @@ def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: date
         now=assessment.started_at or now,
     )
 
+    if assessment.work_saved is not None:
+        conditions = set_condition(
+            conditions,
+            type=WORK_SAVED,
+            status=assessment.work_saved.status,
+            reason=assessment.work_saved.reason,
+            message=assessment.work_saved.message,
+            generation=generation,
+            now=now,
+        )
+
     start_time = current.startTime or ((assessment.started_at or now) if dispatched else None)
     completion_time = current.completionTime or (now if phase in TERMINAL_PHASES else None)
     return PolecatStatus(
@@ -626,11 +668,16 @@ def notes_for(old: PolecatStatus | None, assessment: Assessment) -> list[Note]:
                 )
             )
             old_phase = new_phase
+        if assessment.ready == "False" and assessment.reason and assessment.phase not in WARNING_PHASES:
+            # A new phase that is not where the user wants it (a held deletion): say why too.
+            kind: NoteType = "Normal" if assessment.reason == STOPPING else "Warning"
+            notes.append(Note(kind, assessment.reason, assessment.effective_message))
         return notes
     if assessment.ready in ("False", "Unknown") and assessment.reason:
         previous = get_condition(old, READY)
         if previous is None or previous.reason != assessment.reason:
-            return [Note("Warning", assessment.reason, assessment.effective_message)]
+            problem: NoteType = "Normal" if assessment.reason == STOPPING else "Warning"
+            return [Note(problem, assessment.reason, assessment.effective_message)]
     return []
 
 
@@ -656,12 +703,15 @@ def decide(
     now: datetime,
     started_at: datetime | None = None,
     unreachable_after: float | None = None,
+    node_lost_timeout: float = NODE_LOST_TIMEOUT,
 ) -> Decision:
     """The whole rule: what a round learned → the new status and its Events.
 
     ``started_at``: the work was started then, before this round, and the status does
     not say so yet (see :class:`Assessment`). ``unreachable_after``: seconds a host
-    outage may last before the Polecat reads Stuck (None: never)."""
+    outage may last before the Polecat reads Stuck (None: never). ``node_lost_timeout``:
+    seconds work on a lost node stays Stuck before it is Failed (:func:`node_lost_verdict`)."""
+    finding = node_lost_verdict(finding, now=now, timeout=node_lost_timeout)
     assessment = assess(subject, finding, dispatched=dispatched, now=now, unreachable_after=unreachable_after)
     if started_at is not None:
         assessment = replace(assessment, started_at=started_at)
@@ -670,6 +720,54 @@ def decide(
         status=next_status(subject, assessment, now=now),
         notes=notes_for(subject.status, assessment),
     )
+
+
+def node_lost_verdict(finding: Finding, *, now: datetime, timeout: float) -> Finding:
+    """``finding`` with work on a node lost for longer than ``timeout`` made Failed/NodeLost.
+
+    Before that the work is Stuck (the node may come back, and the agent with it); after
+    it, the Polecat is given up on: terminal, never looked at again, and the message says
+    what was lost and what to do. A held deletion (a :class:`Release` carrying the
+    observation) keeps being held: the verdict changes only its observation.
+    """
+    if isinstance(finding, Release) and finding.observation is not None:
+        seen = _node_lost_verdict(finding.observation, now=now, timeout=timeout)
+        return finding if seen is finding.observation else replace(finding, observation=seen)
+    if isinstance(finding, Observation):
+        return _node_lost_verdict(finding, now=now, timeout=timeout)
+    return finding
+
+
+def _node_lost_verdict(finding: Observation, *, now: datetime, timeout: float) -> Observation:
+    since = finding.node_lost_since
+    if since is None:
+        return finding
+    if (now - since).total_seconds() < timeout:
+        return finding
+    node = (finding.kubernetes.nodeName if finding.kubernetes is not None else None) or "of the Pod"
+    when = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return replace(
+        finding,
+        phase=Phase.FAILED,
+        reason="NodeLost",
+        message=(
+            f"node {node} has not reported since {when} (longer than the node-lost timeout, "
+            f"{timeout:g}s), so the work is given up on: whatever the agent did since its last push "
+            f"is lost. Delete the Polecat (its Pod goes with it) and create it again to redo the "
+            f"work; if the deletion is held, set the annotation {ANNOTATION_FORCE_DELETE}=true"
+        ),
+        stopping=False,
+        node_lost_since=None,
+    )
+
+
+def node_lost_requeue(finding: Finding, *, now: datetime, timeout: float) -> float | None:
+    """Seconds until work on a lost node reaches the node-lost timeout (look again then)."""
+    if isinstance(finding, Release):
+        finding = finding.observation if finding.observation is not None else finding
+    if not isinstance(finding, Observation) or finding.node_lost_since is None:
+        return None
+    return max(0.0, timeout - (now - finding.node_lost_since).total_seconds()) + 1.0
 
 
 # -- the wire -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from gastown.api.models import KubernetesStatus, LocalStatus, Phase, Polecat, ResultStatus
 
@@ -48,6 +48,20 @@ class TransientError(ExecutorError):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkSaved:
+    """Whether the work of a stopped Polecat reached its branch: the ``WorkSaved`` condition.
+
+    Set by an executor that stopped the work itself (``desiredState: Terminated``, a
+    deletion): ``status`` True (pushed), False (not pushed: ``message`` says why and what
+    to do), Unknown (nothing confirmed the push).
+    """
+
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What an executor sees of a Polecat's work.
 
@@ -66,6 +80,14 @@ class Observation:
     requeue_after: float | None = None
     last_activity: datetime | None = None
     """The agent's last sign of life (its tmux session's activity), if the executor knows it."""
+    stopping: bool = False
+    """The work was asked to stop and is still saving it: with ``desiredState: Terminated``
+    the phase stays the observed one (not yet Terminated) until the work has ended."""
+    node_lost_since: datetime | None = None
+    """The work's node has not reported since then (its state is unknown); the status
+    module turns this into Failed once that lasted longer than the node-lost timeout."""
+    work_saved: WorkSaved | None = None
+    """Whether a stop the executor asked for saved the work (the ``WorkSaved`` condition)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +102,9 @@ class Release:
     done: bool
     reason: str = ""
     message: str = ""
+    observation: Observation | None = None
+    """What the executor saw of the work while releasing it (the stopped work's result):
+    written to the status before the finalizer goes, so the record outlives the work."""
 
 
 class Executor(Protocol):
@@ -89,8 +114,20 @@ class Executor(Protocol):
     def needs_finalizer(self) -> bool:
         """Whether deleting a Polecat needs this executor's cleanup first.
 
-        Kubernetes mode relies on owner references (no finalizer); local mode must kill
-        tmux sessions and refuse to lose unpushed work, so it needs one.
+        Both modes need one: local mode must kill tmux sessions and refuse to lose
+        unpushed work; kubernetes mode stops the Pod, records its result and keeps the
+        Polecat while the push failed (owner references then garbage-collect the Pod).
+        """
+        ...
+
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        """Whether the finalizer is added in the dispatch round, concurrently with it.
+
+        True where the work is cleaned up by garbage collection anyway and the finalizer
+        only guards its record (kubernetes mode): no extra round before the Pod create.
+        False adds it in a round of its own before anything is dispatched (local mode: a
+        tmux session must never exist without its cleanup).
         """
         ...
 

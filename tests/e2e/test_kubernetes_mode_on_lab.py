@@ -18,6 +18,7 @@ only the test's namespace.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -195,7 +196,8 @@ async def test_polecat_runs_in_a_restricted_pod_to_done(
     conds = conditions(working)
     assert conds["Ready"]["status"] == "True" and conds["Ready"]["reason"] == "PodRunning"
     assert conds["Dispatched"]["status"] == "True"
-    assert "finalizers" not in working["metadata"], "kubernetes mode relies on owner references"
+    # The finalizer that keeps the result on deletion, added in the round that created the Pod.
+    assert working["metadata"]["finalizers"] == ["gastown.gastown.io/save-work"]
 
     report = {
         "branch": "polecat/fix-login",
@@ -309,25 +311,52 @@ async def test_pod_deleted_while_working_is_recreated(
     assert [p["metadata"]["name"] for p in pods["items"]] == [pod_name]
 
 
-async def test_desired_state_terminated_deletes_the_pod_and_keeps_the_record(
+def report_for(name: str, *, pushed: bool = True, why: str = "") -> dict[str, Any]:
+    """The runner's JSON report as it would leave it on SIGTERM."""
+    return {
+        "branch": f"polecat/{name}",
+        "commit": COMMIT if pushed else None,
+        "pushed": pushed,
+        "agentExitCode": 143,
+        "message": why or f"stopped; committed its changes and pushed {COMMIT[:12]} to polecat/{name}",
+    }
+
+
+async def leave_report(kube: KubeClient, namespace: str, pod: str, report: dict[str, Any]) -> None:
+    """Stand in for the runner: the report it writes when it is stopped (kwok plays the stop)."""
+    patch = {"metadata": {"annotations": {TERMINATION_MESSAGE: json.dumps(report)}}}
+    await kube.merge_patch(pod_path(namespace, pod), patch)
+
+
+async def test_desired_state_terminated_stops_the_pod_in_place_and_records_the_result(
     kube: KubeClient, restricted: str, operator: Manager
 ) -> None:
+    """Terminate stops the Pod like a deadline (shortened activeDeadlineSeconds, the stop
+    mark): the Pod stays, and its report becomes status.result and WorkSaved."""
     ns, name, pod_name = restricted, "stop-me", "polecat-stop-me"
     await create_polecat(kube, ns, name)
     await wait_status(kube, ns, name, "Working", phase_is(Phase.WORKING))
+    await leave_report(kube, ns, pod_name, report_for(name))
 
     await kube.merge_patch(polecats_path(ns, name), {"spec": {"desiredState": "Terminated"}})
     terminated = await wait_status(kube, ns, name, "Terminated", phase_is(Phase.TERMINATED))
-    await wait_gone(kube, pod_path(ns, pod_name))
     conds = conditions(terminated)
     assert conds["Ready"]["status"] == "True", "stopped on request is where the user wants it"
-    assert conds["Ready"]["reason"] == "Terminated"
+    assert conds["Ready"]["reason"] == "Stopped"
+    assert f"commit {COMMIT[:12]} is on branch polecat/{name}" in conds["Ready"]["message"]
+    assert (conds["WorkSaved"]["status"], conds["WorkSaved"]["reason"]) == ("True", "Pushed")
+    assert terminated["status"]["result"]["pushed"] is True
+    assert terminated["status"]["result"]["commit"] == COMMIT
     assert terminated["status"]["completionTime"]
     assert terminated["status"]["kubernetes"]["podName"] == pod_name
     await wait_events(kube, ns, name, {"Terminated"})
 
-    # The record stays and no Pod comes back.
-    await assert_not_recreated(kube, operator, ns, name)
+    # The Pod stays, stopped: its deadline shortened, not deleted.
+    pod = await get_or_none(kube, pod_path(ns, pod_name))
+    assert pod is not None and pod["status"]["phase"] == "Failed"
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert pod["metadata"]["annotations"]["gastown.gastown.io/stop"] == "Terminate"
+    assert pod["spec"]["activeDeadlineSeconds"] < 3600
     kept = await get_or_none(kube, polecats_path(ns, name))
     assert kept is not None and kept["status"]["phase"] == "Terminated"
 
@@ -385,19 +414,94 @@ async def test_without_reference_checks_the_pod_is_created_regardless(
         assert not [e for e in await list_events(kube, ns, name) if e["reason"] == "SecretNotFound"]
 
 
-async def test_deleting_the_polecat_garbage_collects_its_pod(
+async def test_deleting_a_working_polecat_records_its_result_then_lets_go(
     kube: KubeClient, restricted: str, operator: Manager
 ) -> None:
-    """No finalizer in kubernetes mode: the Polecat goes at once, the garbage collector
-    (kube-controller-manager) follows the owner reference and deletes the Pod.
+    """The finalizer (added with the Pod create) holds the deletion while the Pod is stopped
+    in place; the runner's report is written to status (result, WorkSaved) before the
+    finalizer goes; then the garbage collector (kube-controller-manager) follows the owner
+    reference and deletes the Pod.
 
     The collector learns about a new CRD from discovery, which it re-reads every 30 s;
     right after the session installs the CRD its first collection can take that long
     (the wait allows for it). This test is last in the file so that is usually over."""
     ns, name, pod_name = restricted, "gc", "polecat-gc"
     await create_polecat(kube, ns, name)
+    working = await wait_status(kube, ns, name, "Working", phase_is(Phase.WORKING))
+    assert "gastown.gastown.io/save-work" in working["metadata"]["finalizers"]
+    await leave_report(kube, ns, pod_name, report_for(name))
+
+    seen: list[dict[str, Any]] = [{"type": "ADDED", "object": await kube.get(polecats_path(ns, name))}]
+    watch = asyncio.create_task(record_until_deleted(kube, ns, name, seen))
+    await kube.delete(polecats_path(ns, name))
+    await asyncio.wait_for(watch, 60.0)
+    last = seen[-1]
+    assert last["type"] == "DELETED"
+    saved = [e["object"] for e in seen if "WorkSaved" in conditions(e["object"])]
+    assert saved, f"no status with WorkSaved before the Polecat went: {[e['type'] for e in seen]}"
+    assert conditions(saved[-1])["WorkSaved"]["status"] == "True"
+    assert saved[-1]["status"]["result"]["commit"] == COMMIT
+    events = await wait_events(kube, ns, name, {"Released"})
+    assert "the runner pushed the work" in events["Released"]["note"]
+    await wait_gone(kube, pod_path(ns, pod_name), timeout=90.0)
+
+
+async def test_deleting_while_the_push_fails_holds_the_polecat_until_force_delete(
+    kube: KubeClient, restricted: str, operator: Manager
+) -> None:
+    """The runner reports the push refused: the Polecat stays (finalizer), saying why, where
+    the logs are and how to let go; the force-delete annotation finishes the deletion."""
+    ns, name, pod_name = restricted, "refused", "polecat-refused"
+    await create_polecat(kube, ns, name)
     await wait_status(kube, ns, name, "Working", phase_is(Phase.WORKING))
+    why = "origin refused the push to polecat/refused: pre-receive hook declined"
+    await leave_report(kube, ns, pod_name, report_for(name, pushed=False, why=why))
 
     await kube.delete(polecats_path(ns, name))
+    held = await wait_status(
+        kube, ns, name, "held", lambda o: conditions(o).get("Ready", {}).get("reason") == "WorkNotSaved"
+    )
+    ready = conditions(held)["Ready"]
+    assert ready["status"] == "False"
+    assert why in ready["message"]
+    assert f"gastown logs -n {ns} {name}" in ready["message"]
+    assert "gastown.gastown.io/force-delete=true" in ready["message"]
+    assert (conditions(held)["WorkSaved"]["status"], conditions(held)["WorkSaved"]["reason"]) == (
+        "False",
+        "PushFailed",
+    )
+    assert held["status"]["result"]["pushed"] is False
+    assert "gastown.gastown.io/save-work" in held["metadata"]["finalizers"]
+    events = await wait_events(kube, ns, name, {"WorkNotSaved"})
+    assert events["WorkNotSaved"]["type"] == "Warning"
+    assert await get_or_none(kube, pod_path(ns, pod_name)) is not None, "the Pod (and its logs) stays"
+    # Still held once the status is terminal: the operator looks again (a spec change), and
+    # the reconcile that reports the new generation let nothing go.
+    bumped = await kube.merge_patch(polecats_path(ns, name), {"spec": {"task": "look again"}})
+    generation = bumped["metadata"]["generation"]
+    again = await wait_status(
+        kube,
+        ns,
+        name,
+        f"observedGeneration {generation}",
+        lambda o: (o.get("status") or {}).get("observedGeneration") == generation,
+    )
+    assert conditions(again)["Ready"]["reason"] == "WorkNotSaved"
+    assert "gastown.gastown.io/save-work" in again["metadata"]["finalizers"]
+
+    await kube.merge_patch(
+        polecats_path(ns, name), {"metadata": {"annotations": {"gastown.gastown.io/force-delete": "true"}}}
+    )
     await wait_gone(kube, polecats_path(ns, name))
-    await wait_gone(kube, pod_path(ns, pod_name), timeout=90.0)
+
+
+async def record_until_deleted(kube: KubeClient, ns: str, name: str, seen: list[dict[str, Any]]) -> None:
+    """Every watch event of Polecat ``name`` after ``seen[0]`` until its DELETED one (what a user sees)."""
+    version = seen[0]["object"]["metadata"]["resourceVersion"]
+    query = {"watch": "true", "fieldSelector": f"metadata.name={name}", "resourceVersion": version}
+    async with kube.stream(polecats_path(ns), query=query, inactivity_timeout=60.0) as lines:
+        async for line in lines:
+            event = json.loads(line)
+            seen.append(event)
+            if event["type"] == "DELETED":
+                return

@@ -30,7 +30,7 @@ from gastown.api.models import API_VERSION, KIND, Phase
 from gastown.devcluster.lab import Lab
 from gastown.devcluster.node import RealNode
 from gastown.kube import KubeClient
-from tests.fixtures.real_node_operator import GitHost, InstalledOperator
+from tests.fixtures.real_node_operator import NODE_LOST_TIMEOUT, GitHost, InstalledOperator
 from tests.support.engine import polecats_path
 from tests.support.operator import conditions, pod_path, wait_gone, wait_status
 from tests.support.waiting import wait_for
@@ -294,29 +294,127 @@ async def test_active_deadline_ends_the_run_and_the_work_is_saved(
     assert "think for a long time" in git_host.show(bare, commit, "NOTES.md")
 
 
-async def test_polecat_deleted_mid_run_pushes_its_work_before_the_pod_goes(
+async def agent_running(lab: Lab, ns: str, name: str) -> str:
+    """Wait until the stand-in agent said it is at work (in ``gastown logs``); its output."""
+
+    async def noted() -> str | None:
+        rc, out, _ = await gastown(lab, "-n", ns, "logs", name)
+        return out if rc == 0 and "noted the task, now sleeping" in out else None
+
+    found: str = await wait_for(noted, what="the stand-in agent's output in `gastown logs`", timeout=60.0)
+    return found
+
+
+async def record_until_deleted(kube: KubeClient, ns: str, name: str, seen: list[dict[str, Any]]) -> None:
+    """Every watch event of Polecat ``name`` after ``seen[0]`` until its DELETED one (what a user sees)."""
+    version = seen[0]["object"]["metadata"]["resourceVersion"]
+    query = {"watch": "true", "fieldSelector": f"metadata.name={name}", "resourceVersion": version}
+    async with kube.stream(polecats_path(ns), query=query, inactivity_timeout=150.0) as lines:
+        async for line in lines:
+            event = json.loads(line)
+            seen.append(event)
+            if event["type"] == "DELETED":
+                return
+
+
+async def test_terminate_stops_the_agent_in_place_and_records_the_pushed_work(
     lab_cli: Lab, kube: KubeClient, workspace: str, git_host: GitHost
 ) -> None:
-    """Deleting the Polecat garbage-collects its Pod; the kubelet sends SIGTERM; the runner
-    stops the agent, commits and pushes before the Pod is gone. ``gastown logs`` shows the
+    """``desiredState: Terminated`` shortens the Pod's activeDeadlineSeconds: the real kubelet
+    stops it as at a deadline (SIGTERM: the runner stops the agent, commits, pushes, reports);
+    the Pod stays, so the Polecat is Terminated with status.result from the real report."""
+    ns, name = workspace, "stopped"
+    bare = git_host.bare_repo(f"{ns}-app")
+    task = "[sleep] rework the billing export"
+    await create_polecat(kube, ns, name, git_host.url(bare), task=task)
+    await wait_phase(kube, ns, name, Phase.WORKING)
+    await agent_running(lab_cli, ns, name)
+
+    asked = asyncio.get_running_loop().time()
+    await kube.merge_patch(polecats_path(ns, name), {"spec": {"desiredState": "Terminated"}})
+    terminated = await wait_phase(kube, ns, name, Phase.TERMINATED)
+    print(f"Terminate -> Terminated on the real node: {asyncio.get_running_loop().time() - asked:.1f}s")
+    conds = conditions(terminated)
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("True", "Stopped"), conds["Ready"]
+    assert (conds["WorkSaved"]["status"], conds["WorkSaved"]["reason"]) == ("True", "Pushed")
+    result = terminated["status"]["result"]
+    commit = git_host.branch_commit(bare, f"polecat/{name}")
+    assert result["pushed"] is True and commit is not None and result["commit"] == commit
+    assert task in git_host.show(bare, commit, "NOTES.md")
+    # The Pod stays, ended by the kubelet at the shortened deadline; its report is the record.
+    pod = await kube.get(pod_path(ns, f"polecat-{name}"))
+    assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
+    assert json.loads(await termination_message(kube, ns, f"polecat-{name}"))["commit"] == commit
+
+
+async def test_polecat_deleted_mid_run_records_its_pushed_work_before_it_goes(
+    lab_cli: Lab, kube: KubeClient, workspace: str, git_host: GitHost
+) -> None:
+    """The finalizer holds the deletion while the Pod is stopped in place (SIGTERM: the runner
+    stops the agent, commits and pushes); the watch history shows status.result and WorkSaved
+    before the DELETED event; then the Pod is garbage-collected. ``gastown logs`` shows the
     agent's output from the real Pod first."""
     ns, name = workspace, "interrupted"
     bare = git_host.bare_repo(f"{ns}-app")
     task = "[sleep] refactor the session store"
     await create_polecat(kube, ns, name, git_host.url(bare), task=task)
     await wait_phase(kube, ns, name, Phase.WORKING)
+    await agent_running(lab_cli, ns, name)
 
-    async def agent_noted() -> str | None:
-        rc, out, _ = await gastown(lab_cli, "-n", ns, "logs", name)
-        return out if rc == 0 and "noted the task, now sleeping" in out else None
-
-    await wait_for(agent_noted, what="the stand-in agent's output in `gastown logs`", timeout=60.0)
-
+    seen: list[dict[str, Any]] = [{"type": "ADDED", "object": await kube.get(polecats_path(ns, name))}]
+    watch = asyncio.create_task(record_until_deleted(kube, ns, name, seen))
     await kube.delete(polecats_path(ns, name))
-    await wait_gone(kube, pod_path(ns, f"polecat-{name}"), timeout=120.0)
+    await asyncio.wait_for(watch, 150.0)
+    assert seen[-1]["type"] == "DELETED"
+    saved = [e["object"] for e in seen if "WorkSaved" in conditions(e["object"])]
+    assert saved, f"no status with WorkSaved before the Polecat went: {[e['type'] for e in seen]}"
+    assert conditions(saved[-1])["WorkSaved"]["status"] == "True"
     commit = git_host.branch_commit(bare, f"polecat/{name}")
     assert commit is not None, "the runner did not push the interrupted work"
+    assert saved[-1]["status"]["result"]["commit"] == commit
     assert task in git_host.show(bare, commit, "NOTES.md")
+    await wait_gone(kube, pod_path(ns, f"polecat-{name}"), timeout=120.0)
+
+
+async def test_polecat_deleted_while_the_push_is_refused_is_held_until_force_delete(
+    lab_cli: Lab, kube: KubeClient, workspace: str, git_host: GitHost
+) -> None:
+    """The remote refuses the push the runner makes when stopped: the Polecat is kept (its
+    finalizer) with Ready False/WorkNotSaved naming the hook's words, the logs and the way
+    out; ``gastown logs`` still works; the force-delete annotation lets it go."""
+    ns, name = workspace, "refused-on-delete"
+    hook = "#!/bin/sh\necho 'policy: polecat branches need a review ticket' >&2\nexit 1\n"
+    bare = git_host.bare_repo(f"{ns}-guarded-delete", pre_receive=hook)
+    await create_polecat(kube, ns, name, git_host.url(bare), task="[sleep] tidy the changelog")
+    await wait_phase(kube, ns, name, Phase.WORKING)
+    await agent_running(lab_cli, ns, name)
+
+    await kube.delete(polecats_path(ns, name))
+    held = await wait_status(
+        kube,
+        ns,
+        name,
+        "deletion held (WorkNotSaved)",
+        lambda o: ready_reason(o) == "WorkNotSaved",
+        timeout=150.0,
+    )
+    message = conditions(held)["Ready"]["message"]
+    assert "policy: polecat branches need a review ticket" in message, message
+    assert f"gastown logs -n {ns} {name}" in message and "gastown.gastown.io/force-delete=true" in message
+    assert (conditions(held)["WorkSaved"]["status"], conditions(held)["WorkSaved"]["reason"]) == (
+        "False",
+        "PushFailed",
+    )
+    assert held["status"]["result"]["pushed"] is False
+    assert git_host.branch_commit(bare, f"polecat/{name}") is None
+    rc, out, err = await gastown(lab_cli, "-n", ns, "logs", name)
+    assert rc == 0 and "noted the task" in out, err
+
+    await kube.merge_patch(
+        polecats_path(ns, name), {"metadata": {"annotations": {"gastown.gastown.io/force-delete": "true"}}}
+    )
+    await wait_gone(kube, polecats_path(ns, name), timeout=60.0)
+    await wait_gone(kube, pod_path(ns, f"polecat-{name}"), timeout=120.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -396,6 +494,33 @@ async def test_kubelet_stopped_shows_on_the_polecat(
         await real_node.start_kubelet()
     await wait_phase(kube, ns, name, Phase.WORKING, timeout=120.0)
     await kube.delete(polecats_path(ns, name))
+
+
+async def test_node_lost_past_the_timeout_is_failed_node_lost(
+    kube: KubeClient, workspace: str, git_host: GitHost, real_node: RealNode
+) -> None:
+    """The kubelet stays away longer than the node-lost timeout (the lab's chart sets
+    operator.nodeLostTimeout to 60 s): Stuck/NodeNotReady first, then a terminal
+    Failed/NodeLost that says since when, what is lost and what to do; deleting it then
+    lets it go at once (its record is in the status)."""
+    ns, name = workspace, "abandoned"
+    bare = git_host.bare_repo(f"{ns}-app")
+    await create_polecat(kube, ns, name, git_host.url(bare), task="[sleep] a job on a doomed node")
+    await wait_phase(kube, ns, name, Phase.WORKING)
+
+    await real_node.stop_kubelet()
+    try:
+        await wait_phase(kube, ns, name, Phase.STUCK, timeout=120.0)
+        failed = await wait_phase(kube, ns, name, Phase.FAILED, timeout=NODE_LOST_TIMEOUT + 120.0)
+    finally:
+        await real_node.start_kubelet()
+    ready = conditions(failed)["Ready"]
+    assert ready["reason"] == "NodeLost", ready
+    assert f"node {real_node.name} has not reported since" in ready["message"], ready["message"]
+    assert "is lost" in ready["message"] and "Delete the Polecat" in ready["message"]
+    assert failed["status"]["completionTime"]
+    await kube.delete(polecats_path(ns, name))
+    await wait_gone(kube, polecats_path(ns, name), timeout=60.0)
 
 
 @pytest.fixture

@@ -48,6 +48,10 @@ class Tagged:
     def needs_finalizer(self) -> bool:
         return False
 
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        return False
+
     async def observe(self, polecat: Polecat) -> Observation:
         self._calls.append((self._tag, "observe", polecat.key))
         return await self._world.observe(polecat)

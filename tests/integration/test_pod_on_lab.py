@@ -249,21 +249,39 @@ async def test_kwok_runs_the_pod_to_the_end(
         assert final.result is not None and final.result.commit == REPORT["commit"]
 
 
-async def test_terminate_deletes_the_pod_and_keeps_the_polecat(k8s_api: ApiClient, restricted: str) -> None:
+async def test_terminate_stops_a_running_pod_in_place_and_keeps_it(
+    k8s_api: ApiClient, restricted: str
+) -> None:
+    """Terminate of a started Pod shortens its activeDeadlineSeconds and marks it (not a
+    delete): the Pod ends as at its deadline (kwok plays the kubelet) and stays for its report."""
     polecat = await make_polecat(k8s_api, restricted)
     lookup, cache = api_lookup(k8s_api)
     executor = KubernetesExecutor(KubeClient(k8s_api), lookup, DEFAULTS)
+    name = pod_name(polecat)
     await executor.dispatch(polecat)
-    await refresh(k8s_api, cache, restricted, pod_name(polecat))
+
+    async def started() -> bool | None:
+        await refresh(k8s_api, cache, restricted, name)
+        pod = lookup(restricted, name)
+        return True if pod is not None and pod["status"].get("phase") == "Running" else None
+
+    await wait_for(started, what="the Pod to run", timeout=60)
     observation = await executor.terminate(polecat)
-    assert observation.phase is Phase.TERMINATED
+    assert (observation.phase, observation.reason, observation.stopping) == (Phase.WORKING, "Stopping", True)
+    stored = await client.CoreV1Api(k8s_api).read_namespaced_pod(name, restricted)
+    assert stored.metadata.annotations["gastown.gastown.io/stop"] == "Terminate"
+    assert stored.spec.active_deadline_seconds < 3600
 
-    async def gone() -> bool | None:
-        await refresh(k8s_api, cache, restricted, pod_name(polecat))
-        return True if lookup(restricted, pod_name(polecat)) is None else None
+    async def ended() -> bool | None:
+        await refresh(k8s_api, cache, restricted, name)
+        pod = lookup(restricted, name)
+        return True if pod is not None and pod["status"].get("phase") == "Failed" else None
 
-    await wait_for(gone, what="the Pod to be deleted", timeout=60)
-    assert await executor.terminate(polecat) == observation  # again: 404 is fine
+    await wait_for(ended, what="the Pod to end at its deadline", timeout=60)
+    final = await executor.terminate(polecat)  # ended: observed, nothing patched or deleted
+    assert (final.phase, final.reason) == (Phase.TERMINATED, "Stopped")
+    assert final.work_saved is not None and final.work_saved.reason == "NoResultReported"
+    assert lookup(restricted, name) is not None, "the Pod stays"
     still = await client.CustomObjectsApi(k8s_api).get_namespaced_custom_object(
         GROUP, VERSION, restricted, PLURAL, polecat.metadata.name
     )

@@ -66,6 +66,11 @@ class StandInExecutor:
         """As configured."""
         return self._needs_finalizer
 
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        """No: the finalizer comes first, as in local mode."""
+        return False
+
     def set_phase(self, key: str, phase: Phase) -> None:
         """Move the stand-in work of ``key`` (namespace/name) to ``phase``."""
         self.work[key] = phase

@@ -99,7 +99,8 @@ app.kubernetes.io/component: operator
 # Kubernetes mode: the agent Pods, owned by their Polecat.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["create", "get", "list", "watch", "delete"]
+  # patch: stopping a Pod in place (a shorter activeDeadlineSeconds) keeps its report.
+  verbs: ["create", "get", "list", "watch", "delete", "patch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

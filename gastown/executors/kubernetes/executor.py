@@ -15,9 +15,17 @@ Contract points:
 * Before creating, the Secrets and ConfigMap the Pod references are checked to exist
   (a metadata-only GET: their data never enters the operator), so a typo becomes a
   clear ``UserError`` instead of a Pod stuck in ContainerCreating.
-* ``terminate`` deletes the Pod (with a uid precondition, so only ours) and keeps the
-  Polecat; the Pod's grace period lets the runner commit and push first.
-* ``release`` has nothing to do: owner references garbage-collect the Pod.
+* ``terminate`` stops a started Pod in place (:meth:`KubernetesExecutor.stop`: its
+  ``activeDeadlineSeconds`` shortened to the elapsed runtime, so the kubelet stops it
+  like a deadline — SIGTERM, the runner commits, pushes and reports — and the Pod stays
+  for the observer to read the report); a Pod that has not started is deleted (nothing
+  ran). Until the Pod has ended the work is ``stopping`` (not yet Terminated).
+* ``release`` (the Polecat is being deleted; a finalizer holds it, added in the dispatch
+  round, concurrently with the Pod create) stops running work the same way, waits for
+  the Pod to end, hands its result back to be recorded, and lets the Polecat go only
+  when the work was pushed (or nothing ran, or a Pod succeeded without a report, as
+  under kwok); otherwise it holds the Polecat, saying why, until force-delete. Owner
+  references then garbage-collect the Pod.
 * API errors are sorted by :func:`gastown.kube.classify` (the one classifier) and
   mapped once, in :func:`api_error`: INVALID, NOT_FOUND and FORBIDDEN (401/403: the
   operator's RBAC or credentials) → ``UserError`` with a message naming the object;
@@ -27,16 +35,34 @@ Contract points:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from gastown.api.models import KIND, TERMINAL_PHASES, DesiredState, KubernetesStatus, Phase, Polecat
+from gastown.api.models import (
+    ANNOTATION_FORCE_DELETE,
+    KIND,
+    TERMINAL_PHASES,
+    DesiredState,
+    KubernetesStatus,
+    Phase,
+    Polecat,
+)
 from gastown.api.paths import resource_path
 from gastown.executors.base import ExecutorError, Observation, Release, TransientError, UserError
-from gastown.executors.kubernetes.observer import observe_pod, slim_pod
-from gastown.executors.kubernetes.pod import AGENT_CONTAINER, CLONE_CONTAINER, build_pod, pod_name
+from gastown.executors.kubernetes.observer import observe_pod, parse_time, slim_pod, stop_requested
+from gastown.executors.kubernetes.pod import (
+    AGENT_CONTAINER,
+    ANNOTATION_STOP,
+    CLONE_CONTAINER,
+    STOP_DELETE,
+    STOP_TERMINATE,
+    build_pod,
+    pod_name,
+)
+from gastown.executors.kubernetes.stop import stop_deadline
 from gastown.kube import METADATA_ONLY, Fault, KubeClient, classify, error_message, loads
 from gastown.settings import PodDefaults
 
@@ -64,8 +90,13 @@ class KubernetesExecutor:
 
     @property
     def needs_finalizer(self) -> bool:
-        """Owner references delete the Pod with the Polecat; no finalizer needed."""
-        return False
+        """Yes: a deletion stops the Pod and records its result before the Polecat goes."""
+        return True
+
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        """Yes: added concurrently with the Pod create (GC removes the Pod in any case)."""
+        return True
 
     async def observe(self, polecat: Polecat) -> Observation:
         """Map the cached Pod to an Observation; never calls the API."""
@@ -105,40 +136,116 @@ class KubernetesExecutor:
         return self._observe_owned(slim_pod(existing), polecat, raise_errors=True)
 
     async def terminate(self, polecat: Polecat) -> Observation:
-        """Delete the Pod (the runner pushes within its grace period); keep the Polecat."""
+        """Stop the Pod in place (see :meth:`stop`); keep the Polecat and the Pod's report."""
         ns, name = polecat.metadata.namespace, pod_name(polecat)
-        k8s = KubernetesStatus(podName=name)
-        done = Observation(
-            phase=Phase.TERMINATED,
-            reason="Terminated",
-            message=f"Pod {name} was deleted on request; work pushed before it stopped is on "
-            f"branch {polecat.work_branch}",
-            kubernetes=k8s,
-        )
         cached = self._pods(ns, name)
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "propagationPolicy": "Background",
-        }
-        if cached is not None:
-            if _owner_uid(cached) != polecat.metadata.uid:
-                return done  # not ours: leave it alone
-            uid = (cached.get("metadata") or {}).get("uid")
-            if uid:
-                body["preconditions"] = {"uid": uid}
+        if cached is None or _owner_uid(cached) != polecat.metadata.uid:
+            return Observation(
+                phase=Phase.TERMINATED,
+                reason="Terminated",
+                message=f"no Pod {name} of this Polecat was running; nothing to stop",
+                kubernetes=KubernetesStatus(podName=name),
+            )
+        observation = observe_pod(cached, polecat)
+        if observation.phase in TERMINAL_PHASES:
+            return observation
+        stopped = await self.stop(polecat, cached, why=STOP_TERMINATE)
+        if stopped is None:
+            return Observation(
+                phase=Phase.TERMINATED,
+                reason="Terminated",
+                message=f"Pod {name} had not started, so it was deleted; no work had run",
+                kubernetes=KubernetesStatus(podName=name),
+            )
+        return observe_pod(stopped, polecat)
+
+    async def stop(self, polecat: Polecat, pod: dict[str, Any], *, why: str) -> dict[str, Any] | None:
+        """Stop ``pod`` (ours, not ended) like a deadline; return it as it is now (slim).
+
+        A started Pod gets ``activeDeadlineSeconds`` shortened to its elapsed runtime (it
+        may only decrease) and the annotation ``gastown.gastown.io/stop`` (``why``): the
+        kubelet kills it within its grace period (SIGTERM first: the runner commits, pushes
+        and writes its report), it ends Failed/DeadlineExceeded and stays. Idempotent: a
+        Pod already marked, or already being deleted, is left as it is. A Pod not started
+        (no ``status.startTime``: nothing ran) is deleted instead; then None.
+        """
+        ns, name = polecat.metadata.namespace, pod_name(polecat)
+        meta = pod.get("metadata") or {}
+        if stop_requested(pod) is not None or meta.get("deletionTimestamp"):
+            return pod
+        started = parse_time((pod.get("status") or {}).get("startTime"))
+        if started is None:
+            await self._delete_pod(ns, name, meta.get("uid"))
+            return None
+        k8s = polecat.spec.kubernetes
+        deadline = stop_deadline(
+            started, datetime.now(UTC), k8s.activeDeadlineSeconds if k8s is not None else None
+        )
+        patch: dict[str, Any] = {"metadata": {"annotations": {ANNOTATION_STOP: why}}}
+        if meta.get("uid"):
+            patch["metadata"]["uid"] = meta["uid"]  # only ours: a replaced Pod fails the patch
+        if deadline is not None:
+            patch["spec"] = {"activeDeadlineSeconds": deadline}
         try:
-            await self._client.delete(_pods_path(ns, name), body=body)
+            stored = await self._client.merge_patch(_pods_path(ns, name), patch)
         except Exception as exc:
-            # Gone already, or replaced by a Pod not ours (the uid precondition failed).
-            if classify(exc) not in (Fault.NOT_FOUND, Fault.CONFLICT):
-                raise api_error(exc, f"deleting Pod {name}") from exc
-        return done
+            if classify(exc) in (Fault.NOT_FOUND, Fault.CONFLICT):
+                return pod  # gone or replaced meanwhile: its watch event tells the rest
+            raise api_error(exc, f"stopping Pod {name} (shortening spec.activeDeadlineSeconds)") from exc
+        return slim_pod(stored)
 
     async def release(self, polecat: Polecat, *, force: bool) -> Release:
-        """Nothing to clean up: garbage collection follows the owner reference."""
-        del polecat, force
-        return Release(done=True)
+        """Stop running work, record its result, and let go only when nothing is lost.
+
+        See the module doc; ``force`` lets go at once (the Pod and whatever it had not
+        pushed are garbage-collected).
+        """
+        ns, name = polecat.metadata.namespace, pod_name(polecat)
+        if force:
+            return Release(
+                done=True,
+                message=(
+                    f"forced by {ANNOTATION_FORCE_DELETE}=true: Pod {name} is deleted with any unpushed work"
+                ),
+            )
+        pod = self._pods(ns, name)
+        if pod is not None and _owner_uid(pod) != polecat.metadata.uid:
+            pod = None
+        status = polecat.status
+        ended_before = status is not None and status.phase in TERMINAL_PHASES
+        if ended_before and (pod is None or stop_requested(pod) != STOP_DELETE):
+            return Release(done=True)  # ended before the deletion: the record is in the status already
+        if pod is None:
+            return Release(done=True, message=f"no Pod {name} was left whose result could be read")
+        observation = observe_pod(pod, polecat)
+        if observation.phase not in TERMINAL_PHASES:
+            stopped = await self.stop(polecat, pod, why=STOP_DELETE)
+            if stopped is None:
+                return Release(done=True, message=f"Pod {name} had not started; no work had run")
+            observation = observe_pod(stopped, polecat)
+            if observation.phase in TERMINAL_PHASES:
+                return _release_ended(polecat, observation)
+            if observation.node_lost_since is not None or observation.reason == "NodeNotReady":
+                return Release(
+                    done=False,
+                    reason="NodeLost",
+                    message=(
+                        f"deletion held: {observation.message}; the runner cannot save the work "
+                        f"while its node is lost. Set the annotation {ANNOTATION_FORCE_DELETE}=true "
+                        "to finish the deletion (LOSES the work not pushed)"
+                    ),
+                    observation=observation,
+                )
+            return Release(
+                done=False,
+                reason="Stopping",
+                message=(
+                    f"being deleted: Pod {name} is stopping and the runner is saving the work to "
+                    f"branch {polecat.work_branch}; the Polecat goes once its result is recorded"
+                ),
+                observation=observation,
+            )
+        return _release_ended(polecat, observation)
 
     async def logs(self, polecat: Polecat, *, follow: bool) -> AsyncIterator[str]:
         """Stream the agent container's log lines; the clone's while the agent has not started."""
@@ -256,6 +363,54 @@ class KubernetesExecutor:
                         f"its service account get on {resource} there (only metadata is read)",
                     ) from exc
                 raise api_error(exc, f"checking {kind} {obj} ({field}.name)") from exc
+
+    async def _delete_pod(self, ns: str, name: str, uid: str | None) -> None:
+        """Delete Pod ``name`` (only the one with ``uid``, when given); gone already is fine."""
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self._client.delete(_pods_path(ns, name), body=body)
+        except Exception as exc:
+            # Gone already, or replaced by a Pod not ours (the uid precondition failed).
+            if classify(exc) not in (Fault.NOT_FOUND, Fault.CONFLICT):
+                raise api_error(exc, f"deleting Pod {name}") from exc
+
+
+def _release_ended(polecat: Polecat, observation: Observation) -> Release:
+    """Release of a Polecat whose Pod has ended: go if the work is safe, else hold it."""
+    ns, name = polecat.metadata.namespace, pod_name(polecat)
+    saved = observation.work_saved
+    pushed = observation.result.pushed if observation.result is not None else None
+    if (saved is not None and saved.status == "True") or pushed is True:
+        message = saved.message if saved is not None else observation.message
+        return Release(done=True, message=message, observation=observation)
+    unconfirmed = observation.phase is Phase.DONE or (saved is not None and saved.status == "Unknown")
+    if pushed is None and unconfirmed:
+        # Succeeded, or stopped cleanly (exit 0), without a report: kwok in the lab, a custom
+        # image. Nothing says the work was lost; released, saying the push is not confirmed.
+        return Release(
+            done=True,
+            reason="NoResultReported",
+            message=f"the push was not confirmed: {observation.message}",
+            observation=observation,
+        )
+    why = saved.message if saved is not None else observation.message
+    return Release(
+        done=False,
+        reason="WorkNotSaved",
+        message=(
+            f"deletion held because the work was not saved: {why}. The Pod's logs stay readable "
+            f"meanwhile (gastown logs -n {ns} {polecat.metadata.name}, or kubectl logs -n {ns} "
+            f"pod/{name} -c {AGENT_CONTAINER}); push the work yourself if you need it, then set the "
+            f"annotation {ANNOTATION_FORCE_DELETE}=true to finish the deletion (LOSES the unpushed work)"
+        ),
+        observation=observation,
+    )
 
 
 def _pods_path(namespace: str, name: str | None = None) -> str:

@@ -13,7 +13,11 @@ a container waiting with ImagePullBackOff,             Stuck, with Kubernetes' m
 ErrImagePull, CreateContainerConfigError (e.g. a
 missing Secret or key), ... ; phase Unknown
 Running, but Ready False without a kubelet's reason    Stuck, NodeNotReady (see below)
+Running/Pending, stopped by the operator (annotation   Working/Dispatching, Stopping
+``gastown.gastown.io/stop``)
 Running                                                Working
+Failed/DeadlineExceeded, stopped by the operator       Terminated, Stopped, ``result`` and
+                                                       ``work_saved`` from the report
 Succeeded, report says pushed                          Done, ``result`` from the report
 Succeeded, **no report** (see below)                   Done, reason NoResultReported
 Failed                                                 Failed: CloneFailed (last line of the
@@ -38,17 +42,28 @@ left to say otherwise); after the node's grace period the node lifecycle control
 sets their ``Ready`` condition False, keeping the reason it had (none: a kubelet's
 Ready=True carries none). A kubelet that sets Ready False itself always gives a
 reason (``ContainersNotReady``, ``PodCompleted``). So Running + Ready False with no
-reason is read as the node being lost: Stuck, NodeNotReady, instead of Working forever.
+reason is read as the node being lost: Stuck, NodeNotReady, instead of Working forever,
+with ``node_lost_since`` the time that Ready condition flipped (its
+``lastTransitionTime``, kept in the slim cache for this): the status module makes it a
+terminal Failed/NodeLost once that lasted longer than the node-lost timeout.
+
+**A stop on request.** ``desiredState: Terminated`` and a deletion stop a started Pod in
+place (``KubernetesExecutor.stop``): ``activeDeadlineSeconds`` shortened to its elapsed
+runtime and the annotation ``gastown.gastown.io/stop`` set. The kubelet then stops it as
+for a deadline (SIGTERM: the runner stops the agent, commits, pushes and writes its
+report); the Pod ends Failed/DeadlineExceeded and stays, so its report is read here.
+Until then the work is ``stopping``.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from gastown.api.models import KubernetesStatus, Phase, Polecat, ResultStatus
-from gastown.executors.base import Observation
-from gastown.executors.kubernetes.pod import AGENT_CONTAINER, CLONE_CONTAINER, pod_name
+from gastown.executors.base import Observation, WorkSaved
+from gastown.executors.kubernetes.pod import AGENT_CONTAINER, ANNOTATION_STOP, CLONE_CONTAINER, pod_name
 
 # Waiting reasons that will not resolve by themselves (without someone changing
 # something: an image name, a Secret, a registry credential).
@@ -79,7 +94,9 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """Only what the observer and the reconciler read, to keep the informer cache small.
 
     Takes a Pod in wire form (as the watch delivers it) and drops the spec (except
-    ``nodeName``), managed fields, annotations, images, and everything else.
+    ``nodeName``), managed fields, annotations (but the operator's stop mark), images,
+    and everything else. Of the conditions' times only the Ready condition's
+    ``lastTransitionTime`` stays (when a lost node's Pod went not-ready).
     """
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
@@ -100,9 +117,10 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     slim_status: dict[str, Any] = {
         key: status[key] for key in ("phase", "reason", "message", "startTime") if status.get(key) is not None
     }
-    conditions = [
-        {k: c[k] for k in _CONDITION_FIELDS if c.get(k) is not None} for c in status.get("conditions") or []
-    ]
+    stop = (meta.get("annotations") or {}).get(ANNOTATION_STOP)
+    if stop is not None:
+        slim_meta["annotations"] = {ANNOTATION_STOP: stop}
+    conditions = [_slim_condition(c) for c in status.get("conditions") or []]
     if conditions:
         slim_status["conditions"] = conditions
     for key in ("initContainerStatuses", "containerStatuses"):
@@ -113,6 +131,13 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     node = (pod.get("spec") or {}).get("nodeName")
     if node:
         out["spec"] = {"nodeName": node}
+    return out
+
+
+def _slim_condition(cond: dict[str, Any]) -> dict[str, Any]:
+    out = {k: cond[k] for k in _CONDITION_FIELDS if cond.get(k) is not None}
+    if cond.get("type") == "Ready" and cond.get("lastTransitionTime") is not None:
+        out["lastTransitionTime"] = cond["lastTransitionTime"]
     return out
 
 
@@ -177,8 +202,11 @@ def observe_pod(pod: dict[str, Any] | None, polecat: Polecat) -> Observation:
     inits = {s.get("name"): s for s in status.get("initContainerStatuses") or []}
     containers = {s.get("name"): s for s in status.get("containerStatuses") or []}
 
+    stop = stop_requested(pod)
     if pod_phase == "Succeeded":
         return _succeeded(polecat, k8s, containers.get(AGENT_CONTAINER))
+    if pod_phase == "Failed" and stop is not None and status.get("reason") == "DeadlineExceeded":
+        return _stopped(polecat, k8s, containers.get(AGENT_CONTAINER))
     if pod_phase == "Failed":
         return _failed(polecat, k8s, status, inits.get(CLONE_CONTAINER), containers.get(AGENT_CONTAINER))
 
@@ -203,15 +231,32 @@ def observe_pod(pod: dict[str, Any] | None, polecat: Polecat) -> Observation:
         )
     deleting = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
     if pod_phase == "Running" and _node_lost(status):
+        since = node_lost_since(status)
+        when = f" at {since.isoformat().replace('+00:00', 'Z')}" if since is not None else ""
         return Observation(
             phase=Phase.STUCK,
             reason="NodeNotReady",
             message=(
-                f"node {node} of Pod {name} stopped reporting (its kubelet is unreachable), so the "
-                f"agent's state is unknown: check the node; Kubernetes evicts the Pod after its "
-                f"not-ready toleration (300s by default)"
+                f"node {node} of Pod {name} stopped reporting{when} (its kubelet is unreachable), so the "
+                f"agent's state is unknown: check the node; if it does not come back within the "
+                f"node-lost timeout the Polecat becomes Failed (NodeLost)"
             ),
             kubernetes=k8s,
+            stopping=stop is not None,
+            node_lost_since=since,
+        )
+    if stop is not None and pod_phase in ("Running", "Pending"):
+        started = pod_phase == "Running"
+        return Observation(
+            phase=Phase.WORKING if started else Phase.DISPATCHING,
+            reason="Stopping",
+            message=(
+                f"stopping on request: the runner is saving the work to branch {polecat.work_branch}"
+                if started
+                else f"stopping on request: Pod {name} is stopped before the agent started"
+            ),
+            kubernetes=k8s,
+            stopping=True,
         )
     if pod_phase == "Running":
         if deleting:
@@ -228,6 +273,30 @@ def observe_pod(pod: dict[str, Any] | None, polecat: Polecat) -> Observation:
             kubernetes=k8s,
         )
     return _pending(name, k8s, status, inits.get(CLONE_CONTAINER))
+
+
+def stop_requested(pod: dict[str, Any]) -> str | None:
+    """Why the operator stopped ``pod`` (its ``gastown.gastown.io/stop`` annotation), if it did."""
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_STOP)
+    return value if isinstance(value, str) else None
+
+
+def node_lost_since(status: dict[str, Any]) -> datetime | None:
+    """When the Pod's Ready condition last flipped (for a lost node: when it went not-ready)."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return parse_time(cond.get("lastTransitionTime"))
+    return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time from the API (``...Z``), or None if absent or not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _node_lost(status: dict[str, Any]) -> bool:
@@ -317,6 +386,52 @@ def _succeeded(polecat: Polecat, k8s: KubernetesStatus, agent: dict[str, Any] | 
         kubernetes=k8s,
         result=report,
     )
+
+
+def _stopped(polecat: Polecat, k8s: KubernetesStatus, agent: dict[str, Any] | None) -> Observation:
+    """A Pod the operator stopped that ended (Failed/DeadlineExceeded): what the runner saved."""
+    term = _terminated(agent) or {}
+    report = parse_report(term.get("message"))
+    branch = polecat.work_branch
+
+    def stopped(message: str, saved: WorkSaved, result: ResultStatus | None) -> Observation:
+        return Observation(
+            phase=Phase.TERMINATED,
+            reason="Stopped",
+            message=f"stopped on request; {message}",
+            kubernetes=k8s,
+            result=result,
+            work_saved=saved,
+        )
+
+    if report is not None and report.pushed:
+        text = f"the runner pushed the work: commit {(report.commit or '')[:12]} is on branch {report.branch}"
+        return stopped(text, WorkSaved("True", "Pushed", text), report)
+    if report is not None:
+        text = f"the work was NOT pushed to {report.branch or branch}: {report.message or 'no reason given'}"
+        return stopped(text, WorkSaved("False", "PushFailed", text), report)
+    if not _agent_started(agent):
+        text = "the agent had not started, so there was no work to save"
+        return stopped(text, WorkSaved("True", "NothingToSave", text), None)
+    text = f"the runner reported no result (no termination message), so the push to {branch} is not confirmed"
+    # Exit 0 without a report: not the gastown runner (which always reports), but an agent
+    # that stopped cleanly (a custom image; kwok in the lab) — unconfirmed, like a Pod that
+    # succeeded without a report. Anything else without a report may have lost the work.
+    clean = term.get("exitCode") == 0
+    return stopped(
+        text,
+        WorkSaved("Unknown" if clean else "False", "NoResultReported", text),
+        ResultStatus(branch=branch, pushed=None, message=text),
+    )
+
+
+def _agent_started(agent: dict[str, Any] | None) -> bool:
+    """Whether the agent container ever ran (running now, or terminated after starting)."""
+    if agent is None:
+        return False
+    state = agent.get("state") or {}
+    term = state.get("terminated") or {}
+    return "running" in state or bool(term.get("startedAt")) or bool(agent.get("lastState"))
 
 
 def _failed(

@@ -65,6 +65,11 @@ GIT_SSH_MOUNT = "/etc/gastown/git-ssh"
 TASK_MOUNT = "/etc/gastown/task"
 TASK_FILE = f"{TASK_MOUNT}/task.md"
 ANNOTATION_TASK = "gastown.gastown.io/task"
+# Set on an agent Pod the operator stopped (value: why, "Terminate" or "Delete"), together
+# with a shortened activeDeadlineSeconds: the observer reads its end as a stop on request.
+ANNOTATION_STOP = "gastown.gastown.io/stop"
+STOP_TERMINATE = "Terminate"
+STOP_DELETE = "Delete"
 KNOWN_HOSTS_MOUNT = "/etc/gastown/known-hosts"
 SSH_KEY_ITEM = "ssh-privatekey"
 KNOWN_HOSTS_ITEM = "known_hosts"

@@ -97,6 +97,11 @@ class LocalExecutor:
     def needs_finalizer(self) -> bool:
         return True
 
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        """No: a tmux session must never exist without its cleanup (see the protocol)."""
+        return False
+
     # Wiring.
     def runner(self) -> BoundRunner:
         if self._runner is None:

@@ -359,7 +359,7 @@ def test_rbac_grants_what_the_operator_needs_cluster_wide(rendered: dict[str, li
     assert _verbs(docs, "ClusterRole", "polecats") == {"get", "list", "watch", "update", "patch"}
     assert _verbs(docs, "ClusterRole", "polecats/status") == {"get", "update", "patch"}
     assert _verbs(docs, "ClusterRole", "polecats/finalizers") == {"update"}
-    assert _verbs(docs, "ClusterRole", "pods") == {"create", "get", "list", "watch", "delete"}
+    assert _verbs(docs, "ClusterRole", "pods") == {"create", "get", "list", "watch", "delete", "patch"}
     assert _verbs(docs, "ClusterRole", "pods/log") == {"get"}
     assert _verbs(docs, "ClusterRole", "events") == {"create", "patch"}
     assert _verbs(docs, "ClusterRole", "validatingwebhookconfigurations") == {"get", "patch"}
@@ -373,7 +373,7 @@ def test_rbac_with_watch_namespaces_uses_roles_only(rendered: dict[str, list[dic
     for doc, _rule in _rules(docs, "ClusterRole"):
         assert doc["metadata"]["name"] == f"{RELEASE}-webhook-ca", "only the webhook caBundle is cluster-wide"
     for ns in ("team-a", "team-b"):
-        assert _verbs(docs, "Role", "pods", ns) == {"create", "get", "list", "watch", "delete"}
+        assert _verbs(docs, "Role", "pods", ns) == {"create", "get", "list", "watch", "delete", "patch"}
         assert _verbs(docs, "Role", "polecats", ns) == {"get", "list", "watch", "update", "patch"}
         bindings = [b for b in _of_kind(docs, "RoleBinding") if b["metadata"]["namespace"] == ns]
         assert len(bindings) == 1 and bindings[0]["roleRef"]["kind"] == "Role"

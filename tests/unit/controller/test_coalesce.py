@@ -9,6 +9,7 @@ The lab-side figures are in bench/README.md (``python -m bench floor``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,6 +51,10 @@ class PodLike:
 
     @property
     def needs_finalizer(self) -> bool:
+        return False
+
+    @property
+    def finalizer_with_dispatch(self) -> bool:
         return False
 
     async def observe(self, polecat: Polecat) -> Observation:
@@ -142,3 +147,73 @@ async def test_pod_still_pending_by_the_next_round_means_dispatching_then_workin
     assert store.status_writes() == 2
     assert [reason for _, reason, _ in recorder.events] == ["Dispatching", "Working"]
     assert pod.dispatches == 1
+
+
+class FinalizedPodLike(PodLike):
+    """Kubernetes mode as it is: a finalizer added with the dispatch; the Pod not cached at once."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self.cached = False
+        self.in_flight = asyncio.Event()
+
+    @property
+    def needs_finalizer(self) -> bool:
+        return True
+
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        return True
+
+    async def observe(self, polecat: Polecat) -> Observation:
+        return await super().observe(polecat) if self.cached else Observation(phase=None)
+
+    async def dispatch(self, polecat: Polecat) -> Observation:
+        self.in_flight.set()
+        # Concurrent, not one after the other: the finalizer patch is in flight meanwhile.
+        await asyncio.wait_for(self.store.finalizer_in_flight.wait(), 5.0)
+        return await super().dispatch(polecat)
+
+
+class ConcurrentStore(Store):
+    """The store; a finalizer patch waits for the dispatch to be in flight too."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        super().__init__(obj)
+        self.finalizer_in_flight = asyncio.Event()
+        self.dispatch_in_flight: asyncio.Event | None = None
+
+    async def merge_patch(self, path: str, patch: Any, *, request_timeout: float | None = None) -> Any:
+        if "finalizers" in (patch.get("metadata") or {}):
+            self.finalizer_in_flight.set()
+            assert self.dispatch_in_flight is not None
+            await asyncio.wait_for(self.dispatch_in_flight.wait(), 5.0)
+        return await super().merge_patch(path, patch, request_timeout=request_timeout)
+
+
+async def test_the_finalizer_comes_with_the_dispatch_and_costs_no_status_write() -> None:
+    """One extra request (the finalizer patch, concurrent with the Pod create) and no extra
+    round or status write: the finalizer's own watch event, arriving before the Pod's, does
+    not write Dispatching; the Pod's event then writes both steps at once."""
+    store = ConcurrentStore(_polecat())
+    pod, recorder = FinalizedPodLike(store), Recorder()
+    store.dispatch_in_flight = pod.in_flight
+    reconciler = Reconciler(
+        client=store,  # type: ignore[arg-type]
+        polecats=Cache(store),  # type: ignore[arg-type]
+        executors={ExecutionMode.KUBERNETES: pod},
+        recorder=recorder,  # type: ignore[arg-type]
+    )
+    await reconciler.reconcile(KEY)
+    assert pod.dispatches == 1
+    assert store.obj["metadata"]["finalizers"] == ["gastown.gastown.io/save-work"]
+    assert len(store.patches) == 1 and store.status_writes() == 0
+
+    await reconciler.reconcile(KEY)  # the finalizer's MODIFIED event; the Pod not cached yet
+    assert store.status_writes() == 0 and pod.dispatches == 1
+
+    pod.cached, pod.state = True, Phase.WORKING  # the Pod's event
+    await reconciler.reconcile(KEY)
+    assert store.status_writes() == 1 and store.obj["status"]["phase"] == "Working"
+    assert [reason for _, reason, _ in recorder.events] == ["Dispatching", "Working"]

@@ -98,6 +98,10 @@ class Host:
     def needs_finalizer(self) -> bool:
         return True
 
+    @property
+    def finalizer_with_dispatch(self) -> bool:
+        return False
+
     def _check(self) -> None:
         if self.down:
             raise OUTAGE

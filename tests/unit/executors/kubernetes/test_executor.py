@@ -14,6 +14,7 @@ import pytest
 from gastown.api.models import Phase
 from gastown.executors.base import Executor, TransientError, UserError
 from gastown.executors.kubernetes.executor import KubernetesExecutor, api_error
+from gastown.executors.kubernetes.pod import ANNOTATION_STOP
 from gastown.kube import KubeClient
 from gastown.kube import api_error as http_error
 from gastown.settings import PodDefaults
@@ -49,7 +50,9 @@ def running_pod(owner_uid: str | None = UID, kind: str = "Polecat") -> dict[str,
 
 def test_is_an_executor() -> None:
     ex: Executor = executor({})
-    assert ex.needs_finalizer is False
+    # A deletion stops the Pod and records its result first; the finalizer comes with the Pod create.
+    assert ex.needs_finalizer is True
+    assert ex.finalizer_with_dispatch is True
 
 
 async def test_observe_reads_the_cache() -> None:
@@ -99,9 +102,96 @@ async def test_finished_work_is_not_recreated(phase: str) -> None:
     assert obs.result is not None and obs.result.commit == "abc"
 
 
-async def test_release_is_immediate() -> None:
+async def test_release_without_a_pod_is_immediate() -> None:
     release = await executor({}).release(polecat(), force=False)
     assert release.done is True
+
+
+KEY = ("team-a", "polecat-fix-login")
+
+
+def ended_pod(phase: str, message: str, *, stopped: bool = True) -> dict[str, Any]:
+    pod = running_pod()
+    pod["status"] = {
+        "phase": phase,
+        "reason": "DeadlineExceeded" if phase == "Failed" else None,
+        "containerStatuses": [
+            {
+                "name": "agent",
+                "state": {
+                    "terminated": {"exitCode": 0, "message": message, "startedAt": "2026-01-01T00:00:00Z"}
+                },
+            }
+        ],
+    }
+    if stopped:
+        pod["metadata"]["annotations"] = {ANNOTATION_STOP: "Delete"}
+    return pod
+
+
+PUSHED = orjson.dumps({"pushed": True, "branch": "polecat/fix-login", "commit": "c" * 40}).decode()
+REFUSED = orjson.dumps({"pushed": False, "branch": "polecat/fix-login", "message": "hook declined"}).decode()
+
+
+async def test_release_of_finished_work_is_immediate_and_calls_nothing() -> None:
+    finished = polecat(status={"phase": "Failed"})
+    assert (await executor({KEY: running_pod()}).release(finished, force=False)).done is True
+    forced = await executor({KEY: running_pod()}).release(polecat(), force=True)
+    assert forced.done is True and "unpushed work" in forced.message
+
+
+async def test_release_of_a_stopped_and_pushed_pod_records_its_result() -> None:
+    release = await executor({KEY: ended_pod("Failed", PUSHED)}).release(polecat(), force=False)
+    assert release.done is True
+    assert release.observation is not None and release.observation.phase is Phase.TERMINATED
+    assert release.observation.result is not None and release.observation.result.pushed is True
+
+
+async def test_release_of_unpushed_work_is_held_saying_what_to_do() -> None:
+    release = await executor({KEY: ended_pod("Failed", REFUSED)}).release(polecat(), force=False)
+    assert (release.done, release.reason) == (False, "WorkNotSaved")
+    assert "hook declined" in release.message
+    assert "gastown logs -n team-a fix-login" in release.message
+    assert "kubectl logs -n team-a pod/polecat-fix-login -c agent" in release.message
+    assert "gastown.gastown.io/force-delete=true" in release.message and "LOSES" in release.message
+    assert release.observation is not None and release.observation.result is not None
+    assert release.observation.result.pushed is False
+
+
+async def test_a_deletion_held_for_unpushed_work_stays_held_once_the_status_is_terminal() -> None:
+    """The status written while held is terminal (Terminated): that is not "ended before"."""
+    held = polecat(status={"phase": "Terminated"})
+    release = await executor({KEY: ended_pod("Failed", REFUSED)}).release(held, force=False)
+    assert (release.done, release.reason) == (False, "WorkNotSaved")
+    # Ended before the deletion (stopped by Terminate, or on its own): released at once.
+    terminated = ended_pod("Failed", REFUSED)
+    terminated["metadata"]["annotations"] = {ANNOTATION_STOP: "Terminate"}
+    assert (await executor({KEY: terminated}).release(held, force=False)).done is True
+
+
+async def test_release_of_a_pod_that_succeeded_without_a_report_goes_unconfirmed() -> None:
+    """kwok in the lab: Succeeded (or stopped, exit 0) and no termination message. Released, saying so."""
+    release = await executor({KEY: ended_pod("Succeeded", "", stopped=False)}).release(polecat(), force=False)
+    assert (release.done, release.reason) == (True, "NoResultReported")
+    assert "not confirmed" in release.message
+    stopped_clean = await executor({KEY: ended_pod("Failed", "")}).release(polecat(), force=False)
+    assert (stopped_clean.done, stopped_clean.reason) == (True, "NoResultReported")
+    killed = ended_pod("Failed", "")
+    killed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 137
+    held = await executor({KEY: killed}).release(polecat(), force=False)
+    assert (held.done, held.reason) == (False, "WorkNotSaved")
+
+
+async def test_release_while_the_stop_is_under_way_waits_without_calls() -> None:
+    stopping = running_pod()
+    stopping["metadata"]["annotations"] = {ANNOTATION_STOP: "Delete"}
+    release = await executor({KEY: stopping}).release(polecat(), force=False)
+    assert (release.done, release.reason) == (False, "Stopping")
+    assert "saving the work to branch polecat/fix-login" in release.message
+    assert release.observation is not None and release.observation.stopping
+    # Terminate is just as idempotent: a Pod already stopping is not patched again.
+    observation = await executor({KEY: stopping}).terminate(polecat())
+    assert (observation.phase, observation.reason) == (Phase.WORKING, "Stopping")
 
 
 def test_attach_command() -> None:

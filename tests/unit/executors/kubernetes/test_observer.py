@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gastown.api.models import Phase
 from gastown.executors.kubernetes.observer import observe_pod, parse_report, slim_pod
+from gastown.executors.kubernetes.pod import ANNOTATION_STOP
 from tests.unit.executors.kubernetes.polecats import UID, polecat
 
 REPORT = {
@@ -376,3 +378,102 @@ def test_slim_pod_of_a_fresh_pod() -> None:
     slim = slim_pod({"metadata": {"name": "p", "namespace": "n"}, "spec": {"containers": []}})
     assert slim == {"metadata": {"name": "p", "namespace": "n"}, "status": {}}
     assert observe_pod(slim, polecat()).phase is Phase.DISPATCHING
+
+
+# -- stopped on request, lost nodes ------------------------------------------------------
+
+
+def stopped_pod(phase: str, **kwargs: Any) -> dict[str, Any]:
+    the_pod = pod(phase, **kwargs)
+    the_pod["metadata"]["annotations"] = {ANNOTATION_STOP: "Terminate"}
+    return the_pod
+
+
+def test_slim_pod_keeps_the_stop_mark_and_readys_transition_time() -> None:
+    wire = pod("Running", agent={"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+    wire["metadata"]["annotations"] = {ANNOTATION_STOP: "Delete", "other": "dropped"}
+    wire["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:01:00Z"},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+    ]
+    slim = slim_pod(wire)
+    assert slim["metadata"]["annotations"] == {ANNOTATION_STOP: "Delete"}
+    ready, scheduled = slim["status"]["conditions"]
+    assert ready["lastTransitionTime"] == "2026-01-01T00:01:00Z"
+    assert "lastTransitionTime" not in scheduled
+
+
+def test_running_after_a_stop_request_is_stopping() -> None:
+    obs = observe_pod(stopped_pod("Running", init=DONE_CLONE, agent={"running": {}}), polecat())
+    assert (obs.phase, obs.reason, obs.stopping) == (Phase.WORKING, "Stopping", True)
+    assert obs.message == "stopping on request: the runner is saving the work to branch polecat/fix-login"
+
+
+def deadline_killed(message: str = "", **kwargs: Any) -> dict[str, Any]:
+    agent = {"terminated": {"exitCode": 143, "message": message, "startedAt": "2026-01-01T00:00:00Z"}}
+    return stopped_pod("Failed", init=DONE_CLONE, agent=agent, reason="DeadlineExceeded", **kwargs)
+
+
+def test_stopped_and_pushed_is_terminated_with_the_result() -> None:
+    report = json.dumps({"pushed": True, "branch": "polecat/fix-login", "commit": "a" * 40, "message": "ok"})
+    obs = observe_pod(deadline_killed(report), polecat())
+    assert (obs.phase, obs.reason) == (Phase.TERMINATED, "Stopped")
+    assert obs.result is not None and obs.result.pushed is True and obs.result.commit == "a" * 40
+    assert obs.work_saved is not None and (obs.work_saved.status, obs.work_saved.reason) == ("True", "Pushed")
+    assert "commit aaaaaaaaaaaa is on branch polecat/fix-login" in obs.message
+
+
+def test_stopped_but_not_pushed_says_why() -> None:
+    report = json.dumps(
+        {"pushed": False, "branch": "polecat/fix-login", "message": "origin refused the push"}
+    )
+    obs = observe_pod(deadline_killed(report), polecat())
+    assert (obs.phase, obs.reason) == (Phase.TERMINATED, "Stopped")
+    assert obs.result is not None and obs.result.pushed is False
+    assert obs.work_saved is not None and (obs.work_saved.status, obs.work_saved.reason) == (
+        "False",
+        "PushFailed",
+    )
+    assert "NOT pushed" in obs.message and "origin refused the push" in obs.message
+
+
+def test_stopped_without_a_report_is_not_confirmed() -> None:
+    """Killed (143) with no report: the runner may have lost the work (False). Exit 0 with no
+    report: no runner, an agent that stopped cleanly (kwok, a custom image): Unknown."""
+    obs = observe_pod(deadline_killed(""), polecat())
+    assert obs.phase is Phase.TERMINATED
+    assert obs.work_saved is not None and obs.work_saved.reason == "NoResultReported"
+    assert obs.work_saved.status == "False"
+    assert obs.result is not None and obs.result.pushed is None
+    clean = deadline_killed("")
+    clean["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 0
+    unconfirmed = observe_pod(clean, polecat())
+    assert unconfirmed.work_saved is not None and unconfirmed.work_saved.status == "Unknown"
+
+
+def test_stopped_before_the_agent_started_had_nothing_to_save() -> None:
+    the_pod = stopped_pod(
+        "Failed", init={"running": {}}, agent=waiting("PodInitializing"), reason="DeadlineExceeded"
+    )
+    obs = observe_pod(the_pod, polecat())
+    assert obs.phase is Phase.TERMINATED
+    assert obs.work_saved is not None and (obs.work_saved.status, obs.work_saved.reason) == (
+        "True",
+        "NothingToSave",
+    )
+
+
+def test_an_own_deadline_without_a_stop_request_is_still_failed() -> None:
+    the_pod = pod("Failed", init=DONE_CLONE, agent=terminated(143), reason="DeadlineExceeded")
+    assert observe_pod(the_pod, polecat()).phase is Phase.FAILED
+
+
+def test_a_lost_node_says_since_when() -> None:
+    lost = [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:05:00Z"}]
+    obs = observe_pod(pod("Running", agent={"running": {}}, conditions=lost), polecat())
+    assert (obs.phase, obs.reason) == (Phase.STUCK, "NodeNotReady")
+    assert obs.node_lost_since == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert "2026-01-01T00:05:00Z" in obs.message and "agent's state is unknown" in obs.message
+    assert obs.stopping is False
+    stopping = observe_pod(stopped_pod("Running", agent={"running": {}}, conditions=lost), polecat())
+    assert (stopping.reason, stopping.stopping) == ("NodeNotReady", True)
