@@ -34,6 +34,9 @@ LABEL_RIG = f"{GROUP}/rig"
 LABEL_BEAD = f"{GROUP}/bead"
 ANNOTATION_FORCE_DELETE = f"{GROUP}/force-delete"
 FINALIZER = f"{GROUP}/local-cleanup"
+"""Local mode's finalizer: the tmux session is cleaned up (and unpushed work kept) first."""
+KUBERNETES_FINALIZER = f"{GROUP}/save-work"
+"""Kubernetes mode's finalizer: the Pod is stopped and its result recorded first."""
 
 # DNS-1123 label: what a rig name must be, because it becomes part of label values,
 # tmux session names and directory names.
@@ -61,6 +64,11 @@ class ExecutionMode(StrEnum):
 
     LOCAL = "local"
     KUBERNETES = "kubernetes"
+
+
+def finalizer_for(mode: ExecutionMode) -> str:
+    """The finalizer a Polecat of ``mode`` carries (see :data:`FINALIZER`)."""
+    return KUBERNETES_FINALIZER if mode is ExecutionMode.KUBERNETES else FINALIZER
 
 
 class DesiredState(StrEnum):
