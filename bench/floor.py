@@ -12,7 +12,9 @@ reported as ratios to the floor rounds of the same run.
   by 32 workers (the operator's ``--workers``). No status writes, no Events, no watch
   hop: the cheapest possible controller, in the bench process itself.
 * **operator round**: the same N Polecats, and ``gastown-operator run --workers=32`` (as
-  the chart runs it) watching only this round's namespace creates the Pods.
+  the chart runs it) watching only this round's namespace creates the Pods; the chart's
+  finalizer policy (a MutatingAdmissionPolicy) is bound to that namespace, as a Helm
+  install has it, so finalizers cost the apiserver an admission step, not a write.
 
 Both rounds use a fresh namespace labelled Pod Security ``restricted`` and are measured
 the same way, by the bench's own watches: per Polecat, Polecat ADDED → its Pod ADDED
@@ -53,6 +55,7 @@ from bench.harness import (
     write_result,
 )
 from gastown.api.models import Polecat
+from gastown.devcluster import finalizer_policy
 from gastown.devcluster.lab import Lab
 from gastown.executors.kubernetes.pod import build_pod
 from gastown.settings import PodDefaults
@@ -259,9 +262,12 @@ async def run_round(lab: Lab, api: Api, kind: str, n: int, index: int, *, code: 
             operator.cwd = Path(code)
             operator.extra_env["PYTHONPATH"] = code
     watches = await _namespace(api, ns, timeline)
+    policy: list[dict[str, Any]] = []
     try:
         extra: dict[str, int] = {}
         if operator is not None:
+            # As the chart installs it: the apiserver adds the finalizer, not an operator write.
+            policy = await finalizer_policy.install(lab, namespaces=[ns], suffix=f"-{ns}")
             await operator.start()
             await operator.wait_ready()
             assert operator.proc is not None
@@ -310,6 +316,8 @@ async def run_round(lab: Lab, api: Api, kind: str, n: int, index: int, *, code: 
         await asyncio.gather(*watches, return_exceptions=True)
         if operator is not None:
             await operator.stop()
+        if policy:
+            await finalizer_policy.uninstall(lab, policy, namespace=ns)
         await _free_node(api, ns)
 
 

@@ -27,6 +27,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from gastown.controller.manager import Manager
+from gastown.devcluster import finalizer_policy
 from gastown.devcluster.lab import Lab, free_port
 from gastown.kube import load_api_client
 from gastown.webhook import certs
@@ -220,6 +221,8 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
         ("clusterrole", f"{name}-webhook-ca", False),
         ("clusterrolebinding", f"{name}-webhook-ca", False),
         ("validatingwebhookconfiguration", name, False),
+        ("mutatingadmissionpolicy", f"{name}-finalizer", False),
+        ("mutatingadmissionpolicybinding", f"{name}-finalizer", False),
         ("customresourcedefinition", CRD_NAME, False),
     ]:
         assert await _exists(lab, kind, obj, *(["-n", ns] if in_ns else [])), f"{kind}/{obj} missing"
@@ -311,8 +314,12 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
 
     # helm uninstall removes the release's objects; the CRD (and so the Polecats) stays.
     await release.uninstall()
+    # The apiserver drops the finalizer policy asynchronously; later tests on this lab run no
+    # operator, so wait until it is really gone.
+    await finalizer_policy.wait_until_applied(lab, "default", applied=False)
     for kind, obj in [
         ("validatingwebhookconfiguration", name),
+        ("mutatingadmissionpolicy", f"{name}-finalizer"),
         ("clusterrole", name),
         ("clusterrolebinding", f"{name}-webhook-ca"),
     ]:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from gastown.api.models import GROUP, PLURAL, ExecutionMode, finalizer_for
 from gastown.settings import PodDefaults, Settings, SSHSettings
 from gastown.webhook.rules import validate_object
 from tests.support.helm import (
@@ -91,6 +92,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "webhook-off": {"webhook": {"enabled": False}},
+    "finalizer-policy-off": {"finalizerPolicy": {"enabled": False}},
     "everything": {
         "replicaCount": 2,
         "watchNamespaces": ["agents"],
@@ -109,8 +111,11 @@ CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "ValidatingWebhookConfiguration",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
     "CustomResourceDefinition",
 }
+FINALIZER_POLICY = {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"}
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 # Fields of Settings whose env var names hold nested settings (their own prefixes).
 NESTED: dict[str, type[BaseSettings]] = {"ssh": SSHSettings, "pod": PodDefaults}
@@ -198,7 +203,8 @@ def test_expected_objects_per_switch(rendered: dict[str, list[dict[str, Any]]]) 
         "Service",
         "Deployment",
     }
-    assert kinds("defaults") == {*base, "ValidatingWebhookConfiguration"}
+    assert kinds("defaults") == {*base, "ValidatingWebhookConfiguration", *FINALIZER_POLICY}
+    assert kinds("finalizer-policy-off") == {*base, "ValidatingWebhookConfiguration"}
     assert "PodDisruptionBudget" in kinds("replicas") and "PodDisruptionBudget" not in kinds("defaults")
     assert "NetworkPolicy" in kinds("network-policy") and "NetworkPolicy" not in kinds("defaults")
     assert "ServiceMonitor" in kinds("service-monitor") and "ServiceMonitor" not in kinds("defaults")
@@ -598,6 +604,44 @@ def test_watch_namespaces_reach_the_operator(rendered: dict[str, list[dict[str, 
 # ------------------------------------------------------------------------------------
 # CRD, schema, NOTES
 # ------------------------------------------------------------------------------------
+def test_finalizer_policy_adds_each_modes_finalizer_on_create_only(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """What the policy adds must be what the operator looks for (the lab test shows it applied)."""
+    policy = _one(rendered["defaults"], "MutatingAdmissionPolicy")
+    binding = _one(rendered["defaults"], "MutatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert "matchResources" not in binding["spec"]  # every namespace, like the webhook
+    assert policy["spec"]["failurePolicy"] == "Ignore"  # the operator adds it itself otherwise
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["CREATE"]
+    assert rule["resources"] == [PLURAL] and rule["apiGroups"] == [GROUP]
+    (mutation,) = policy["spec"]["mutations"]
+    expression = mutation["applyConfiguration"]["expression"]
+    for mode in ExecutionMode:
+        assert f"'{finalizer_for(mode)}'" in expression
+    namespaced = _one(rendered["everything"], "MutatingAdmissionPolicyBinding")
+    selector = namespaced["spec"]["matchResources"]["namespaceSelector"]
+    assert selector["matchExpressions"][0]["values"] == ["agents"]
+
+
+def test_finalizer_policy_is_left_out_before_kubernetes_1_36(helm: Path) -> None:
+    docs = render(helm, {}, extra_args=["--kube-version", "1.35.4"])
+    assert FINALIZER_POLICY.isdisjoint(d["kind"] for d in docs)
+
+
+def test_kubectl_install_finalizer_policy_is_the_charts(helm: Path) -> None:
+    docs = render(
+        helm, {}, release="gastown-operator", extra_args=["--show-only", "templates/finalizerpolicy.yaml"]
+    )
+    for doc in docs:
+        doc["metadata"].pop("labels")
+    kubectl_install = [
+        d for d in yaml.safe_load_all((REPO_ROOT / "webhooks" / "finalizerpolicy.yaml").read_text()) if d
+    ]
+    assert kubectl_install == docs
+
+
 def test_chart_crd_is_the_repo_crd_byte_for_byte(helm: Path) -> None:
     repo_crd = REPO_ROOT / "crds" / "gastown.gastown.io_polecats.yaml"
     chart_crd = CHART_DIR / "crds" / repo_crd.name

@@ -58,8 +58,9 @@ def test_service_reaches_the_webhook_port() -> None:
     assert port["targetPort"] == settings.webhook_port
 
 
-def test_kustomization_lists_both() -> None:
+def test_kustomization_lists_all_three() -> None:
     assert sorted(_load("kustomization.yaml")["resources"]) == [
+        "finalizerpolicy.yaml",
         "service.yaml",
         "validatingwebhookconfiguration.yaml",
     ]
