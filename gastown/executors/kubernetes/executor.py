@@ -37,6 +37,7 @@ from gastown.api.paths import resource_path
 from gastown.executors.base import ExecutorError, Observation, Release, TransientError, UserError
 from gastown.executors.kubernetes.observer import observe_pod, slim_pod
 from gastown.executors.kubernetes.pod import AGENT_CONTAINER, CLONE_CONTAINER, build_pod, pod_name
+from gastown.executors.kubernetes.policy import check_policy
 from gastown.kube import METADATA_ONLY, Fault, KubeClient, classify, error_message, loads
 from gastown.settings import PodDefaults
 
@@ -86,6 +87,7 @@ class KubernetesExecutor:
         if polecat.spec.desiredState == DesiredState.TERMINATED:
             return Observation(phase=Phase.TERMINATED, reason="Terminated", message="no work was requested")
         body = build_pod(polecat, self._defaults)  # raises UserError without spec.kubernetes
+        check_policy(polecat, self._defaults)  # the webhook may be down or disabled
         if self._check_references:
             await self._check_referenced_objects(polecat)
         try:

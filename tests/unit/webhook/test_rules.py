@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gastown.api import crd
-from gastown.settings import Settings, SSHSettings
+from gastown.settings import PodDefaults, Settings, SSHSettings
 from gastown.webhook import rules
 from tests.unit.webhook.invalid_examples import InvalidExample, all_examples, good_examples
 from tests.unit.webhook.samples import k8s_polecat, local_polecat
@@ -206,7 +206,8 @@ def test_pod_passthrough_fields() -> None:
         runtimeClassName="gVisor",
         serviceAccountName="agent",
     )
-    errors = rules.validate_object(obj, LOCAL_ON).errors
+    allowed = LOCAL_ON.model_copy(update={"pod": PodDefaults(allowed_service_accounts=["agent"])})
+    errors = rules.validate_object(obj, allowed).errors
     assert [e.split(":")[0] for e in errors] == [
         "spec.kubernetes.nodeSelector",
         "spec.kubernetes.nodeSelector[ok]",
