@@ -78,7 +78,7 @@ def make_non_dumpable() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        ok = libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+        ok = int(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         ok = False
     if not ok:
