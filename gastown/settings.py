@@ -65,6 +65,20 @@ class PodDefaults(BaseSettings):
             "the Helm chart turns it off unless podDefaults.checkReferences grants that."
         ),
     )
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        description=(
+            "fnmatch patterns spec.kubernetes.image must match (e.g. registry.example.com/agents/*, or a "
+            "full @sha256: reference); empty allows every image. agent_image is always allowed."
+        ),
+    )
+    allowed_service_accounts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "ServiceAccount names spec.kubernetes.serviceAccountName may be; empty allows none "
+            "(agent Pods then run without an API token)."
+        ),
+    )
 
 
 class Settings(BaseSettings):

@@ -20,6 +20,8 @@ GASTOWN_AGENT_COMMAND          agent argv as a JSON list (run; default Claude Co
 GASTOWN_GIT_AUTHOR_NAME/EMAIL  commit author (run)
 GASTOWN_AGENT_STOP_GRACE       seconds from SIGTERM to SIGKILL of the agent (run; default 10)
 GASTOWN_POLECAT, GASTOWN_BEAD  for the commit subject (run)
+GASTOWN_CONTAINER_SWEEP        "true": after the agent, SIGKILL every other process of the
+                               container's PID namespace but PID 1 (run; the Pod sets it)
 GASTOWN_TERMINATION_LOG        report file (both; default /dev/termination-log)
 =============================  ==========================================================
 
@@ -167,6 +169,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str], log: Path) -> int:
             names=_names(env),
             allowed_protocols=env.get("GASTOWN_GIT_ALLOW_PROTOCOL") or DEFAULT_ALLOWED_PROTOCOLS,
             agent_stop_grace=_seconds(env, "GASTOWN_AGENT_STOP_GRACE", 10.0),
+            container_sweep=env.get("GASTOWN_CONTAINER_SWEEP") == "true",
         )
     except UsageError as exc:
         report = RunReport(work_branch, None, False, AGENT_DID_NOT_RUN, f"the agent did not run: {exc}")

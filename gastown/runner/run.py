@@ -15,6 +15,22 @@ The contract (what the operator relies on):
   still happen inside the Pod's termination grace period.
 * The report (:class:`~gastown.runner.termination.RunReport`) goes to the termination
   log; exit code 0 only if the agent exited 0 **and** the push succeeded.
+
+The deploy key is never readable by the agent (it runs as the same uid, so file modes
+cannot separate them; time and process state do):
+
+1. Before the agent starts, the runner reads the key (and known_hosts) the clone step
+   installed into memory, **deletes the key file**, and marks itself non-dumpable
+   (``prctl(PR_SET_DUMPABLE, 0)``): its ``/proc/<pid>/mem``, ``environ``, ``fd`` and
+   ptrace are then closed to same-uid processes without ``CAP_SYS_PTRACE`` (the Pod drops
+   all capabilities). The agent's environment names no key.
+2. After the agent's process group is gone, with ``container_sweep`` (set by the Pod,
+   whose container has its own PID namespace) ``kill(-1, SIGKILL)`` removes every other
+   process of the container but tini, so nothing the agent detached (``setsid``) is
+   left to watch for the key.
+3. Only for ``git push`` is the key written to a fresh 0600 file in a new 0700 directory,
+   with config the agent could have planted (``~/.gitconfig``, hooks, fsmonitor) turned
+   off; the directory is removed right after.
 """
 
 from __future__ import annotations
@@ -36,11 +52,13 @@ from gastown.runner.git_cli import git
 from gastown.runner.git_ssh import (
     DEFAULT_ALLOWED_PROTOCOLS,
     CredentialNames,
+    SSHIdentity,
     explain_ssh_failure,
     git_env,
     installed_identity,
     last_line,
 )
+from gastown.runner.key_custody import sweep_container, take_credentials
 from gastown.runner.termination import RunReport
 
 DEFAULT_AGENT_COMMAND = ("claude", "-p", "--dangerously-skip-permissions")
@@ -67,6 +85,9 @@ class RunConfig:
     agent_stop_grace: float = 10.0
     push_attempts: int = 3
     push_retry_delay: float = 2.0
+    # Only where the runner's container has its own PID namespace (the Pod): kill(-1) there
+    # ends the agent's detached leftovers; anywhere else it would hit the user's processes.
+    container_sweep: bool = False
 
 
 @dataclass(slots=True)
@@ -80,7 +101,10 @@ class _AgentRun:
 
 def run(cfg: RunConfig, base_env: Mapping[str, str]) -> RunReport:
     """Run the agent, commit and push; never raises for git or agent failures."""
-    env = git_env(installed_identity(cfg.ssh_dir), base_env, allowed_protocols=cfg.allowed_protocols)
+    held = take_credentials(installed_identity(cfg.ssh_dir))
+    # The agent's (and commit's) git environment names no key: there is none on disk now.
+    no_key = SSHIdentity(key_file=None, known_hosts_file=cfg.ssh_dir / "known_hosts")
+    env = git_env(no_key, base_env, allowed_protocols=cfg.allowed_protocols)
     if not (cfg.workspace / ".git").is_dir():
         return RunReport(
             branch=cfg.work_branch,
@@ -90,6 +114,8 @@ def run(cfg: RunConfig, base_env: Mapping[str, str]) -> RunReport:
             message=f"the agent did not run: {cfg.workspace} is not a git clone (did git-clone run?)",
         )
     agent_code, agent_note = _run_agent(cfg, env)
+    if cfg.container_sweep:
+        sweep_container()
     changed, commit_error = _commit_all(cfg, env, agent_code)
     head = git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=cfg.workspace, env=env, echo=False)
     commit = head.stdout.strip() or None
@@ -102,7 +128,9 @@ def run(cfg: RunConfig, base_env: Mapping[str, str]) -> RunReport:
     elif commit is None:
         pushed, message = False, f"{agent}; there is no commit to push"
     else:
-        pushed, push_error = _push(cfg, env)
+        with held.installed() as identity:
+            push_env = git_env(identity, base_env, allowed_protocols=cfg.allowed_protocols)
+            pushed, push_error = _push(cfg, push_env)
         if pushed:
             what = "committed its changes and pushed" if changed else "it changed no files; pushed"
             message = f"{agent}; {what} {short} to {branch}"
@@ -244,6 +272,9 @@ def _remote_refusal(porcelain: str, stderr: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_PUSH_HARDENING = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false")
+
+
 def _push(cfg: RunConfig, env: dict[str, str]) -> tuple[bool, str | None]:
     """Push HEAD to the work branch, retrying faults that may pass; return (pushed, error)."""
     origin = git(["remote", "get-url", "origin"], cwd=cfg.workspace, env=env, echo=False).stdout.strip()
@@ -253,9 +284,18 @@ def _push(cfg: RunConfig, env: dict[str, str]) -> tuple[bool, str | None]:
             time.sleep(cfg.push_retry_delay * attempt)
         res = git(
             # --no-verify: a pre-push hook the agent left must not keep its work from origin.
-            ["push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{cfg.work_branch}"],
+            # No hooks or fsmonitor at all, no global/system config: nothing the agent planted
+            # runs while the key is on disk.
+            [
+                *_PUSH_HARDENING,
+                "push",
+                "--porcelain",
+                "--no-verify",
+                "origin",
+                f"HEAD:refs/heads/{cfg.work_branch}",
+            ],
             cwd=cfg.workspace,
-            env=env,
+            env={**env, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"},
         )
         if res.ok:
             return True, None

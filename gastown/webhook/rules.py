@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from gastown.api import crd, models
 from gastown.api.models import DesiredState, Dispatcher, ExecutionMode, KubernetesSpec, LocalSpec, Polecat
 from gastown.api.quantity import QuantityError, format_quantity, parse_quantity
+from gastown.executors.kubernetes import policy
 from gastown.settings import Settings
 from gastown.webhook import formats
 
@@ -137,10 +138,25 @@ def validate_object(
         _check_modes_raw(obj.get("spec"), settings, report, strict_install=not is_update)
     else:
         _check_spec(polecat, settings, report, strict_install=not is_update)
+        _check_policy(polecat, settings, report, old_obj if is_update else None)
     if is_update:
         assert isinstance(old_obj, Mapping)
         _check_immutable(obj, old_obj, report)
     return report.verdict()
+
+
+def _check_policy(polecat: Polecat, settings: Settings, report: _Report, old_obj: Any) -> None:
+    """The operator's image/ServiceAccount policy, for a new Polecat or a changed field.
+
+    An UPDATE that leaves the field as it was is not refused: tightening the policy must
+    not keep a user from terminating or relabelling a Polecat admitted under the old one.
+    """
+    for field, problem in policy.policy_problems(polecat, settings.pod):
+        if isinstance(old_obj, Mapping):
+            key = field.rsplit(".", 1)[1]
+            if _spec_value(old_obj, "kubernetes", key) == getattr(polecat.spec.kubernetes, key, None):
+                continue
+        report.error(field, problem)
 
 
 def _deleting(obj: Mapping[str, Any]) -> bool:

@@ -417,6 +417,27 @@ async def test_polecat_deleted_while_the_push_is_refused_is_held_until_force_del
     await wait_gone(kube, pod_path(ns, f"polecat-{name}"), timeout=120.0)
 
 
+async def test_the_agent_cannot_read_the_deploy_key_and_the_push_still_works(
+    lab_cli: Lab, kube: KubeClient, workspace: str, git_host: GitHost
+) -> None:
+    """The stand-in agent (for the LLM) hunts for the key: every file under $HOME, /etc/gastown,
+    /tmp, /workspace, every process's environ and memory (the runner's too), and a detached
+    process that keeps printing any key file it can read into the log. It finds nothing; the
+    runner still pushes with the key."""
+    ns, name = workspace, "probe-key"
+    bare = git_host.bare_repo(f"{ns}-app")
+    await create_polecat(kube, ns, name, git_host.url(bare), task="[probe-key] find the deploy key")
+    done = await wait_phase(kube, ns, name, Phase.DONE)
+    assert done["status"]["result"]["pushed"] is True
+    probe = git_host.show(bare, done["status"]["result"]["commit"], "PROBE.md")
+    assert "key found in: nothing" in probe, probe
+    assert "process memories readable: 0" not in probe, probe  # it could read its own: the probe works
+    rc, logs, err = await gastown(lab_cli, "-n", ns, "logs", name)
+    assert rc == 0, err
+    assert "stray-alive" in logs, logs  # the detached watcher ran...
+    assert "PRIVATE KEY" not in logs, logs  # ...and never saw a key
+
+
 # --------------------------------------------------------------------------------------
 # Pod Security restricted, checked in the running containers; gastown attach
 # --------------------------------------------------------------------------------------

@@ -234,3 +234,47 @@ async def test_refused_key_on_push_is_reported(pod: Pod, sshd: UserSshd, tmp_pat
     assert "refused the SSH key from Secret git-key" in report["message"]
     workspace = tmp_path / "workspace" / "repo"
     assert _git("log", "-1", "--format=%s", cwd=workspace) == "gt-abc12: work of polecat fix-login"
+
+
+# A stand-in for the LLM agent that goes looking for the deploy key: every readable file
+# under $HOME, the ssh dir and the workspace, and the environment it was given.
+KEY_PROBE = r"""
+import os, pathlib
+marker = b"PRIVATE KEY"
+found, looked = [], 0
+for root in (os.environ["HOME"], os.environ["GASTOWN_PROBE_SSH_DIR"], "."):
+    for path in pathlib.Path(root).rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            looked += 1
+            try:
+                if marker in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                pass
+if any(marker.decode() in v for v in os.environ.values()):
+    found.append("environment")
+pathlib.Path("PROBE.md").write_text(f"looked at {looked} files; key found in: {found or 'nothing'}\n")
+"""
+
+
+async def test_the_agent_cannot_find_the_key_on_disk_and_the_push_still_works(
+    pod: Pod, tmp_path: Path
+) -> None:
+    """Today the clone leaves the key in $HOME/.ssh for the agent's whole run; now the runner
+    holds it in memory while the (stand-in) agent runs and writes it back only for the push."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(KEY_PROBE)
+    code, _, err = await pod.step("clone")
+    assert code == 0, err
+    ssh_dir = Path(pod.env["GASTOWN_SSH_DIR"])
+    assert b"PRIVATE KEY" in (ssh_dir / "id_gastown").read_bytes()  # the clone step had it
+    code, message, err = await pod.step(
+        "run",
+        GASTOWN_AGENT_COMMAND=json.dumps([sys.executable, str(probe)]),
+        GASTOWN_PROBE_SSH_DIR=str(ssh_dir),
+    )
+    assert code == 0, err
+    assert pod.report(message)["pushed"] is True
+    result = pod.show("refs/heads/polecat/fix-login", "PROBE.md")
+    assert result.startswith("looked at ") and "key found in: nothing" in result, result
+    assert not (ssh_dir / "id_gastown").exists()  # and not left behind after the push

@@ -33,7 +33,7 @@ from kubernetes_asyncio import client
 from gastown.api.paths import resource_path
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
-from gastown.settings import Settings, SSHSettings
+from gastown.settings import PodDefaults, Settings, SSHSettings
 from gastown.webhook import certs
 from gastown.webhook.server import WebhookServer
 from tests.support.admission import DENIED_BY, VWC_FILE, apply_example, webhook_registered
@@ -84,7 +84,9 @@ class ServedWebhook:
             await writer.wait_closed()
 
 
-async def start_webhook(tmp: Path, api: client.ApiClient, *, local_mode: bool = True) -> ServedWebhook:
+async def start_webhook(
+    tmp: Path, api: client.ApiClient, *, local_mode: bool = True, pod: PodDefaults | None = None
+) -> ServedWebhook:
     ca_cert, ca_key = certs.generate_ca("lab-webhook-ca")
     served = ServedWebhook(WebhookServer.__new__(WebhookServer), tmp, ca_cert, ca_key)
     served.rotate()
@@ -93,6 +95,7 @@ async def start_webhook(tmp: Path, api: client.ApiClient, *, local_mode: bool = 
         webhook_host="127.0.0.1",
         webhook_port=0,
         webhook_cert_dir=tmp,
+        pod=pod or PodDefaults(),
     )
     served.server = WebhookServer(settings, KubeClient(api), cert_poll_interval=0.1)
     await served.server.start()

@@ -62,6 +62,7 @@ from gastown.executors.kubernetes.pod import (
     build_pod,
     pod_name,
 )
+from gastown.executors.kubernetes.policy import check_policy
 from gastown.executors.kubernetes.stop import stop_deadline
 from gastown.kube import METADATA_ONLY, Fault, KubeClient, classify, error_message, loads
 from gastown.settings import PodDefaults
@@ -117,6 +118,7 @@ class KubernetesExecutor:
         if polecat.spec.desiredState == DesiredState.TERMINATED:
             return Observation(phase=Phase.TERMINATED, reason="Terminated", message="no work was requested")
         body = build_pod(polecat, self._defaults)  # raises UserError without spec.kubernetes
+        check_policy(polecat, self._defaults)  # the webhook may be down or disabled
         if self._check_references:
             await self._check_referenced_objects(polecat)
         try:

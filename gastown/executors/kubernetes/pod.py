@@ -17,8 +17,10 @@ What the Pod guarantees, and why:
   account token unless ``serviceAccountName`` asks for one.
 * **Credentials by reference.** The SSH key is a Secret volume (only in the init
   container, mode 0400; ``fsGroup`` makes it readable to the runner, which installs a
-  0600 copy in ``$HOME/.ssh``), ``known_hosts`` a ConfigMap volume, the agent API key an
-  env ``valueFrom.secretKeyRef``. No secret value is ever in the Pod spec.
+  0600 copy in ``$HOME/.ssh``; the agent container's runner takes that copy into memory
+  and deletes it before the agent starts, see :mod:`gastown.runner.key_custody`),
+  ``known_hosts`` a ConfigMap volume, the agent API key an env ``valueFrom.secretKeyRef``.
+  No secret value is ever in the Pod spec.
 * **User text is data.** Repository and branches reach the runner as environment
   variables; container ``args`` are fixed words. Nothing is built into a shell line.
   The task is a file: the Pod annotation :data:`ANNOTATION_TASK`, projected by a
@@ -225,6 +227,8 @@ def build_pod(polecat: Polecat, defaults: PodDefaults) -> dict[str, Any]:
         _env("GASTOWN_RIG", polecat.spec.rig),
         _env("GASTOWN_BEAD", polecat.spec.beadID),
         _env("GASTOWN_TASK_FILE", TASK_FILE),
+        # The agent container has its own PID namespace: the runner may end all the agent left.
+        _env("GASTOWN_CONTAINER_SWEEP", "true"),
     ]
     if k8s.agentSecretRef is not None:
         agent_env.append(

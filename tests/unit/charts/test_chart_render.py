@@ -72,6 +72,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": 4, "memory": "8Gi"}},
         }
     },
+    "policy": {
+        "podDefaults": {
+            "allowedImages": ["registry.example.com/agents/*", "ghcr.io/gastown/polecat-agent@sha256:*"],
+            "allowedServiceAccounts": ["agent-reader"],
+        }
+    },
     "check-references": {"podDefaults": {"checkReferences": True}},
     "check-references-namespaced": {"podDefaults": {"checkReferences": True}, "watchNamespaces": ["team-a"]},
     "replicas": {"replicaCount": 3},
@@ -582,6 +588,36 @@ def test_pod_default_settings(rendered: dict[str, list[dict[str, Any]]]) -> None
     assert defaults.check_references is False
     assert defaults == PodDefaults().model_copy(update={"check_references": False})
     assert settings_from_env(_env(rendered["check-references"])).pod.check_references is True
+
+
+def test_policy_values_reach_the_operator_and_its_webhook(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """podDefaults.allowedImages/allowedServiceAccounts become the settings the webhook enforces."""
+    settings = settings_from_env(_env(rendered["policy"]))
+    assert settings.pod.allowed_images == [
+        "registry.example.com/agents/*",
+        "ghcr.io/gastown/polecat-agent@sha256:*",
+    ]
+    assert settings.pod.allowed_service_accounts == ["agent-reader"]
+    polecat = {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Polecat",
+        "metadata": {"name": "p1", "namespace": "team-a"},
+        "spec": {
+            "rig": "r",
+            "beadID": "gt-1",
+            "executionMode": "kubernetes",
+            "kubernetes": {
+                "gitRepository": "https://example.com/r.git",
+                "agentSecretRef": {"name": "k"},
+                "image": "docker.io/evil/miner:1.0",
+                "serviceAccountName": "agent-reader",
+            },
+        },
+    }
+    errors = validate_object(polecat, settings).errors
+    assert [e.split(":")[0] for e in errors] == ["spec.kubernetes.image"]
+    defaults = settings_from_env(_env(rendered["defaults"])).pod
+    assert (defaults.allowed_images, defaults.allowed_service_accounts) == ([], [])
 
 
 @pytest.mark.parametrize(

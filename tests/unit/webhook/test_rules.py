@@ -10,12 +10,17 @@ import pytest
 import yaml
 
 from gastown.api import crd
-from gastown.settings import Settings, SSHSettings
+from gastown.settings import PodDefaults, Settings, SSHSettings
 from gastown.webhook import rules
 from tests.unit.webhook.invalid_examples import InvalidExample, all_examples, good_examples
 from tests.unit.webhook.samples import k8s_polecat, local_polecat
 
 LOCAL_ON = Settings(ssh=SSHSettings(host="127.0.0.1"))
+# The freeze tests change serviceAccountName too: the policy must allow it, so that what they
+# see is the freeze alone.
+FREEZE_SETTINGS = Settings(
+    ssh=SSHSettings(host="127.0.0.1"), pod=PodDefaults(allowed_service_accounts=["admin"])
+)
 LOCAL_OFF = Settings()
 
 
@@ -206,7 +211,8 @@ def test_pod_passthrough_fields() -> None:
         runtimeClassName="gVisor",
         serviceAccountName="agent",
     )
-    errors = rules.validate_object(obj, LOCAL_ON).errors
+    allowed = LOCAL_ON.model_copy(update={"pod": PodDefaults(allowed_service_accounts=["agent"])})
+    errors = rules.validate_object(obj, allowed).errors
     assert [e.split(":")[0] for e in errors] == [
         "spec.kubernetes.nodeSelector",
         "spec.kubernetes.nodeSelector[ok]",
@@ -352,9 +358,11 @@ def test_fields_that_steer_the_work_are_frozen_once_dispatched(
     old = local_polecat() if section == "local" else k8s_polecat()
     new = copy.deepcopy(old)
     new["spec"][section].update(change)
-    assert rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).allowed  # before dispatch
+    assert rules.validate_object(
+        new, FREEZE_SETTINGS, operation="UPDATE", old_obj=old
+    ).allowed  # before dispatch
     old["status"] = dict(DISPATCHED)
-    errors = rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).errors
+    errors = rules.validate_object(new, FREEZE_SETTINGS, operation="UPDATE", old_obj=old).errors
     assert errors[0] == crd.dispatched_immutable_message(field, "Working", was)
     assert errors[0].startswith(
         f"{field}: is immutable once the Polecat is dispatched (phase Working); it was "

@@ -238,3 +238,15 @@ def test_a_connection_fault_is_transient() -> None:
     err = api_error(TimeoutError(), "creating Pod p")
     assert isinstance(err, TransientError)
     assert err.reason == "ApiUnreachable"
+
+
+async def test_dispatch_refuses_what_the_policy_does_not_allow_without_calling_the_api() -> None:
+    """The webhook can be down or disabled: the executor checks the policy again, before any Pod."""
+    defaults = PodDefaults(allowed_images=["registry.example.com/agents/*"])
+    ex = KubernetesExecutor(cast(KubeClient, _NoApi()), lambda ns, name: None, defaults)
+    with pytest.raises(UserError) as err:
+        await ex.dispatch(polecat(image="docker.io/evil/miner:1.0", serviceAccountName="default"))
+    assert err.value.reason == "NotAllowedByPolicy"
+    message = err.value.message
+    assert message.startswith("spec.kubernetes.image: image 'docker.io/evil/miner:1.0' is not allowed")
+    assert "; spec.kubernetes.serviceAccountName: ServiceAccount 'default' is not allowed" in message
