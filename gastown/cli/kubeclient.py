@@ -185,48 +185,8 @@ class Cluster:
                 out.append({**event, "note": note})
         return out
 
-    # -- Pods -----------------------------------------------------------------------
-    async def pod_log(self, namespace: str, pod: str, *, container: str, follow: bool) -> AsyncIterator[str]:
-        """The container's log lines (``GET pods/NAME/log``, streamed).
 
-        The apiserver proxies logs from the kubelet of the Pod's node. When it cannot
-        reach one (no kubelet, a node that went away) it answers 5xx or 400 with the
-        dial error; that becomes one line saying so, exit 4.
-        """
-        import aiohttp  # noqa: PLC0415
-
-        path = resource_path("", "v1", "pods", namespace=namespace, name=pod) + "/log"
-        query: dict[str, str | bool] = {"container": container}
-        if follow:
-            query["follow"] = True
-        what = f'Pod "{pod}" in namespace "{namespace}"'
-        # No read timeout while following: a quiet agent is not a dead connection.
-        try:
-            async with self.kube.stream(
-                path,
-                query=query,
-                accept="text/plain, application/json",
-                inactivity_timeout=None if follow else REQUEST_TIMEOUT,
-                connect_timeout=CONNECT_TIMEOUT,
-            ) as content:
-                buffer = b""
-                try:
-                    async for chunk in content.iter_any():
-                        buffer += chunk
-                        *lines, buffer = buffer.split(b"\n")
-                        for line in lines:
-                            yield line.decode("utf-8", "replace")
-                except aiohttp.ClientError as exc:
-                    raise self.error(exc, what=what) from exc
-                if buffer:
-                    yield buffer.decode("utf-8", "replace")
-        except CLIError:
-            raise
-        except Exception as exc:  # the request itself failed (no kubelet, no container yet)
-            raise _log_error(self.error(exc, what=what), pod) from exc
-
-
-def _log_error(error: CLIError, pod: str) -> CLIError:
+def log_error(error: CLIError, pod: str) -> CLIError:
     """Say plainly when the apiserver could not fetch logs from the node's kubelet."""
     text = error.message
     kubelet_words = (

@@ -325,14 +325,37 @@ def logs(
         async with connect(options) as cluster:
             polecat = workload.parse_polecat(await cluster.get_polecat(cluster.namespace, name))
             if workload.mode_of(polecat).value == "kubernetes":
-                async for line in cluster.pod_log(
-                    polecat.metadata.namespace, workload.pod_of(polecat), container=container, follow=follow
-                ):
-                    emit(line)
+                await _kubernetes_logs(cluster, polecat, container=container, follow=follow, emit=emit)
                 return
         await _local_logs(polecat, workload.local_settings(polecat, ssh), follow=follow, emit=emit)
 
     _run(state, stream)
+
+
+async def _kubernetes_logs(
+    cluster: Any, polecat: Any, *, container: str, follow: bool, emit: Callable[[str], None]
+) -> None:
+    """The Pod's log through the operator's own KubernetesExecutor, its failures said plainly."""
+    from gastown.cli import workload  # noqa: PLC0415
+    from gastown.cli.kubeclient import log_error  # noqa: PLC0415
+    from gastown.executors.base import ExecutorError  # noqa: PLC0415
+
+    pod = workload.pod_of(polecat)
+    what = f'Pod "{pod}" in namespace "{polecat.metadata.namespace}"'
+    lines = workload.kubernetes_executor(cluster.kube).logs(polecat, follow=follow, container=container)
+    try:
+        while True:
+            try:
+                line = await anext(lines)
+            except StopAsyncIteration:
+                return
+            except ExecutorError as exc:  # the request's own failure is its cause
+                raise log_error(cluster.error(exc.__cause__ or exc, what=what), pod) from exc
+            emit(line)
+    finally:
+        close = getattr(lines, "aclose", None)  # an async generator: stop its request now
+        if close is not None:
+            await close()
 
 
 async def _local_logs(polecat: Any, settings: Any, *, follow: bool, emit: Callable[[str], None]) -> None:
@@ -395,10 +418,10 @@ def attach(
 
     async def build() -> list[str]:
         async with connect(options) as cluster:
-            obj = await cluster.get_polecat(cluster.namespace, name)
-        polecat = workload.parse_polecat(obj)
-        if workload.mode_of(polecat).value == "kubernetes":
-            return workload.kubectl_attach_argv(polecat, kubectl_flags=options.kubectl_flags(), shell=shell)
+            polecat = workload.parse_polecat(await cluster.get_polecat(cluster.namespace, name))
+            if workload.mode_of(polecat).value == "kubernetes":
+                argv = workload.kubernetes_executor(cluster.kube).attach_command(polecat, shell=shell)
+                return workload.with_kubectl_flags(argv, options.kubectl_flags())
         settings = workload.local_settings(polecat, ssh)
         from gastown.executors.local.executor import LocalExecutor  # noqa: PLC0415
 

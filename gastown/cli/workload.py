@@ -20,14 +20,18 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from gastown.api.models import ExecutionMode, Polecat
 from gastown.cli.errors import CLIError, ExitCode
 from gastown.executors.kubernetes.pod import AGENT_CONTAINER, pod_name
-from gastown.settings import Settings, SSHSettings
+from gastown.settings import PodDefaults, Settings, SSHSettings
+
+if TYPE_CHECKING:
+    from gastown.executors.kubernetes.executor import KubernetesExecutor
+    from gastown.kube import KubeClient
 
 _SOCKET = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -115,20 +119,20 @@ def pod_of(polecat: Polecat) -> str:
     return pod_name(polecat)
 
 
-def kubectl_attach_argv(
-    polecat: Polecat, *, kubectl_flags: list[str], shell: str | None = None, kubectl: str = "kubectl"
-) -> list[str]:
-    """``kubectl attach -it`` to the agent container, or ``kubectl exec -it ... -- SHELL``."""
-    target = [
-        "--namespace",
-        polecat.metadata.namespace,
-        f"pod/{pod_of(polecat)}",
-        "--container",
-        AGENT_CONTAINER,
-    ]
-    if shell:
-        return [kubectl, *kubectl_flags, "exec", "-it", *target, "--", shell]
-    return [kubectl, *kubectl_flags, "attach", "-it", *target]
+def with_kubectl_flags(argv: list[str], kubectl_flags: list[str]) -> list[str]:
+    """An executor's ``kubectl ...`` command with the CLI's cluster flags after ``kubectl``."""
+    return [argv[0], *kubectl_flags, *argv[1:]]
+
+
+def kubernetes_executor(kube: KubeClient) -> KubernetesExecutor:
+    """The operator's kubernetes-mode executor over the CLI's client, for logs and attach.
+
+    It reads no cache (the CLI has none) and creates nothing: only its user-facing
+    methods, ``logs`` and ``attach_command``, are used.
+    """
+    from gastown.executors.kubernetes.executor import KubernetesExecutor  # noqa: PLC0415 - CLI start-up
+
+    return KubernetesExecutor(kube, lambda namespace, name: None, PodDefaults(), check_references=False)
 
 
 def command_name(argv0: str) -> str:

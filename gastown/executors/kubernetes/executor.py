@@ -249,12 +249,21 @@ class KubernetesExecutor:
             )
         return _release_ended(polecat, observation)
 
-    async def logs(self, polecat: Polecat, *, follow: bool) -> AsyncIterator[str]:
-        """Stream the agent container's log lines; the clone's while the agent has not started."""
+    async def logs(
+        self, polecat: Polecat, *, follow: bool, container: str | None = None
+    ) -> AsyncIterator[str]:
+        """Stream a container's log lines (the CLI's ``gastown logs`` reads them here too).
+
+        ``container`` None: the agent's, or the clone step's while the agent has not started
+        (the apiserver answers 400 for a container that is waiting). Chunks are split into
+        lines here rather than by aiohttp's line reader, which refuses lines over 64 KiB.
+        Failures raise the typed executor error with the request's own exception as cause.
+        """
         ns, name = polecat.metadata.namespace, pod_name(polecat)
         path = _pods_path(ns, name) + "/log"
-        for container in (AGENT_CONTAINER, CLONE_CONTAINER):
-            query: dict[str, str | bool] = {"container": container}
+        choices = (container,) if container is not None else (AGENT_CONTAINER, CLONE_CONTAINER)
+        for index, choice in enumerate(choices):
+            query: dict[str, str | bool] = {"container": choice}
             if follow:
                 query["follow"] = True
             try:
@@ -264,12 +273,18 @@ class KubernetesExecutor:
                     accept="text/plain, application/json",
                     inactivity_timeout=None if follow else LOG_READ_TIMEOUT,
                 ) as content:
-                    async for raw in content:
-                        yield raw.decode(errors="replace").rstrip("\n")
+                    buffer = b""
+                    async for chunk in content.iter_any():
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            yield line.decode("utf-8", "replace")
+                    if buffer:
+                        yield buffer.decode("utf-8", "replace")
                 return
             except ApiException as exc:
                 # 400: the container has not started (agent waiting on the init container).
-                if exc.status != 400 or container == CLONE_CONTAINER:
+                if exc.status != 400 or index == len(choices) - 1:
                     raise api_error(exc, f"reading the logs of Pod {name}") from exc
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise api_error(exc, f"reading the logs of Pod {name}") from exc
@@ -277,18 +292,17 @@ class KubernetesExecutor:
     async def aclose(self) -> None:
         """Nothing to close: the API client belongs to the manager."""
 
-    def attach_command(self, polecat: Polecat) -> list[str]:
-        """``kubectl logs --follow`` of the agent container (the agent is non-interactive)."""
-        return [
-            "kubectl",
-            "logs",
-            "--follow",
-            "--namespace",
-            polecat.metadata.namespace,
-            f"pod/{pod_name(polecat)}",
-            "--container",
-            AGENT_CONTAINER,
-        ]
+    def attach_command(self, polecat: Polecat, *, shell: str | None = None) -> list[str]:
+        """``kubectl attach -it`` to the agent container, or ``kubectl exec -it ... -- SHELL``.
+
+        The attach streams the agent's output live (Claude Code runs headless, ``claude -p``,
+        with no stdin or TTY in the container, so there is nothing to type into); ``shell``
+        is the interactive way in: a shell beside the agent, in its workspace.
+        """
+        target = ["--namespace", polecat.metadata.namespace, f"pod/{pod_name(polecat)}", "--container"]
+        if shell:
+            return ["kubectl", "exec", "-it", *target, AGENT_CONTAINER, "--", shell]
+        return ["kubectl", "attach", "-it", *target, AGENT_CONTAINER]
 
     # -- internals ---------------------------------------------------------------------
 

@@ -88,11 +88,11 @@ def test_cli_error_passes_through() -> None:
     assert from_exception(original) is original
 
 
-def test_pod_log_errors_name_the_kubelet_or_the_clone_step() -> None:
-    from gastown.cli.kubeclient import _log_error  # noqa: PLC0415
+def test_podlog_errors_name_the_kubelet_or_the_clone_step() -> None:
+    from gastown.cli.kubeclient import log_error  # noqa: PLC0415
 
     dial = api_error(api_exc(500, 'Get "https://10.0.0.5:10250/containerLogs/ns/p/agent": dial tcp: refused'))
-    err = _log_error(dial, "polecat-p")
+    err = log_error(dial, "polecat-p")
     assert err.code is ExitCode.UNREACHABLE
     assert err.message.startswith(
         "cannot read the logs of Pod polecat-p: the apiserver could not reach the kubelet"
@@ -101,4 +101,4 @@ def test_pod_log_errors_name_the_kubelet_or_the_clone_step() -> None:
     waiting = api_error(
         api_exc(400, 'container "agent" in pod "polecat-p" is waiting to start: PodInitializing')
     )
-    assert "logs -c git-clone" in _log_error(waiting, "polecat-p").message
+    assert "logs -c git-clone" in log_error(waiting, "polecat-p").message

@@ -14,10 +14,10 @@ from gastown.cli.workload import (
     SSHOptions,
     command_name,
     hint_commands,
-    kubectl_attach_argv,
     local_attach_argv,
     local_settings,
     pod_of,
+    with_kubectl_flags,
 )
 from gastown.executors.local.executor import LocalExecutor
 
@@ -85,15 +85,12 @@ def test_local_attach_argv_is_the_executors_plus_key_and_known_hosts() -> None:
     ]  # fmt: skip
 
 
-def test_kubectl_attach_and_exec() -> None:
-    polecat = make("kubernetes", status={"kubernetes": {"podName": "polecat-p1"}})
+def test_kubectl_flags_go_right_after_kubectl() -> None:
+    argv = ["kubectl", "attach", "-it", "--namespace", "team-a", "pod/polecat-p1", "--container", "agent"]
     flags = ["--kubeconfig", "/kc", "--context", "lab"]
-    assert kubectl_attach_argv(polecat, kubectl_flags=flags) == [
+    assert with_kubectl_flags(argv, flags) == [
         "kubectl", "--kubeconfig", "/kc", "--context", "lab",
         "attach", "-it", "--namespace", "team-a", "pod/polecat-p1", "--container", "agent",
-    ]  # fmt: skip
-    assert kubectl_attach_argv(polecat, kubectl_flags=[], shell="/bin/sh")[-4:] == [
-        "--container", "agent", "--", "/bin/sh",
     ]  # fmt: skip
 
 

@@ -196,15 +196,12 @@ async def test_release_while_the_stop_is_under_way_waits_without_calls() -> None
 
 def test_attach_command() -> None:
     assert executor({}).attach_command(polecat()) == [
-        "kubectl",
-        "logs",
-        "--follow",
-        "--namespace",
-        "team-a",
-        "pod/polecat-fix-login",
-        "--container",
-        "agent",
-    ]
+        "kubectl", "attach", "-it", "--namespace", "team-a", "pod/polecat-fix-login", "--container", "agent",
+    ]  # fmt: skip
+    assert executor({}).attach_command(polecat(), shell="/bin/sh") == [
+        "kubectl", "exec", "-it", "--namespace", "team-a", "pod/polecat-fix-login", "--container", "agent",
+        "--", "/bin/sh",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
