@@ -77,11 +77,21 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 
 async def install_crd(lab: Lab) -> None:
-    """Apply the generated CRD and wait until it is served."""
+    """Apply the generated CRD and wait until it is Established (polled: `kubectl wait` fails
+    outright when it reads the CRD before the apiserver has given it any condition)."""
     await lab.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    await lab.kubectl(
-        "wait", "--for=condition=Established", "crd/polecats.gastown.gastown.io", "--timeout=60s"
-    )
+    for _ in range(600):
+        rc, out, _ = await lab.kubectl(
+            "get",
+            "crd/polecats.gastown.gastown.io",
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+            check=False,
+        )
+        if rc == 0 and out.strip() == "True":
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the Polecat CRD was not Established within 60 s")
 
 
 class Api:

@@ -23,7 +23,7 @@ import shlex
 import shutil
 import sys
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -338,24 +338,16 @@ async def _kubernetes_logs(
     """The Pod's log through the operator's own KubernetesExecutor, its failures said plainly."""
     from gastown.cli import workload  # noqa: PLC0415
     from gastown.cli.kubeclient import log_error  # noqa: PLC0415
-    from gastown.executors.base import ExecutorError  # noqa: PLC0415
 
     pod = workload.pod_of(polecat)
     what = f'Pod "{pod}" in namespace "{polecat.metadata.namespace}"'
+
+    def explain(exc: Exception) -> Exception:
+        # The executor's typed error carries the request's own failure as its cause.
+        return log_error(cluster.error(exc.__cause__ or exc, what=what), pod)
+
     lines = workload.kubernetes_executor(cluster.kube).logs(polecat, follow=follow, container=container)
-    try:
-        while True:
-            try:
-                line = await anext(lines)
-            except StopAsyncIteration:
-                return
-            except ExecutorError as exc:  # the request's own failure is its cause
-                raise log_error(cluster.error(exc.__cause__ or exc, what=what), pod) from exc
-            emit(line)
-    finally:
-        close = getattr(lines, "aclose", None)  # an async generator: stop its request now
-        if close is not None:
-            await close()
+    await _emit_lines(lines, emit, explain)
 
 
 async def _local_logs(polecat: Any, settings: Any, *, follow: bool, emit: Callable[[str], None]) -> None:
@@ -363,21 +355,29 @@ async def _local_logs(polecat: Any, settings: Any, *, follow: bool, emit: Callab
     from gastown.executors.local.executor import LocalExecutor  # noqa: PLC0415
 
     executor = LocalExecutor(settings)
-    lines = executor.logs(polecat, follow=follow)
+    try:
+        await _emit_lines(executor.logs(polecat, follow=follow), emit, from_exception)
+    finally:
+        await executor.aclose()
+
+
+async def _emit_lines(
+    lines: AsyncIterator[str], emit: Callable[[str], None], explain: Callable[[Exception], Exception]
+) -> None:
+    """Print an executor's log lines; its failures (not emit's) become ``explain``'s CLI error."""
     try:
         while True:
             try:
                 line = await anext(lines)
             except StopAsyncIteration:
                 return
-            except Exception as exc:  # the executor's (ssh, tmux) failures, not emit's
-                raise from_exception(exc) from exc
+            except Exception as exc:
+                raise explain(exc) from exc
             emit(line)
     finally:
-        close = getattr(lines, "aclose", None)  # an async generator: stop its ssh/tmux work now
+        close = getattr(lines, "aclose", None)  # an async generator: stop its request now
         if close is not None:
             await close()
-        await executor.aclose()
 
 
 # --------------------------------------------------------------------------------------

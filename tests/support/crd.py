@@ -29,7 +29,20 @@ async def install_crd(lab: Lab) -> None:
         if str(lab.kubeconfig) in _installed:
             return
         await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-        await lab.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
+
+        # Polled rather than `kubectl wait`, which fails outright ("<nil> is of the type <nil>")
+        # when it reads the CRD before the apiserver has given it any condition (seen under load).
+        async def established() -> bool:
+            rc, out, _ = await lab.kubectl(
+                "get",
+                f"crd/{crd.CRD_NAME}",
+                "-o",
+                'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                check=False,
+            )
+            return rc == 0 and out.strip() == "True"
+
+        await wait_for(established, timeout=60, interval=0.1, what=f"CRD {crd.CRD_NAME} to be Established")
 
         async def served() -> bool:
             rc, _, _ = await lab.kubectl("get", "pcat", "-A", "--request-timeout=5s", check=False)
