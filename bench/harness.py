@@ -30,7 +30,7 @@ from gastown.devcluster.lab import Lab, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-CRD_FILE = ROOT / "crds" / "gastown.gastown.io_polecats.yaml"
+CRD_DIR = ROOT / "crds"
 POLECATS_PATH = "/apis/gastown.gastown.io/v1alpha1"
 
 
@@ -79,7 +79,7 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 async def install_crd(lab: Lab) -> None:
     """Apply the generated CRD and wait until it is Established (polled: `kubectl wait` fails
     outright when it reads the CRD before the apiserver has given it any condition)."""
-    await lab.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    await lab.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
     for _ in range(600):
         rc, out, _ = await lab.kubectl(
             "get",

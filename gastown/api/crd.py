@@ -38,11 +38,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from gastown.api import convoy as convoy_api
 from gastown.api import models
+from gastown.api import rig as rig_api
 
 CRD_NAME: Final = f"{models.PLURAL}.{models.GROUP}"
 CRD_FILENAME: Final = f"{models.GROUP}_{models.PLURAL}.yaml"
-DEFAULT_OUTPUT: Final = Path("crds") / CRD_FILENAME
+DEFAULT_DIR: Final = Path("crds")
+DEFAULT_OUTPUT: Final = DEFAULT_DIR / CRD_FILENAME
 
 HEADER: Final = (
     "# Generated from gastown/api/models.py by `python -m gastown.api.crd`. Do not edit by hand:\n"
@@ -211,6 +214,12 @@ _OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
     },
 }
 
+_CONDITIONS_LIST_MAP: Final = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+RIG_OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {("status", "conditions"): _CONDITIONS_LIST_MAP}
+CONVOY_OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
+    ("status", "conditions"): _CONDITIONS_LIST_MAP
+}
+
 PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
     {"name": "Rig", "type": "string", "jsonPath": ".spec.rig", "description": "Gas Town rig."},
     {"name": "Mode", "type": "string", "jsonPath": ".spec.executionMode", "description": "Execution mode."},
@@ -325,7 +334,12 @@ def _merge_ref(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, An
             return out
 
 
-def _node(raw: Mapping[str, Any], defs: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+Overlays = Mapping[tuple[str, ...], Mapping[str, Any]]
+
+
+def _node(
+    raw: Mapping[str, Any], defs: Mapping[str, Any], path: tuple[str, ...], overlays: Overlays
+) -> dict[str, Any]:
     """Rebuild one schema node (and its children) from whitelisted keywords."""
     node = _merge_ref(raw, defs)
     unknown = set(node) - _HANDLED - _DROPPED
@@ -370,7 +384,7 @@ def _node(raw: Mapping[str, Any], defs: Mapping[str, Any], path: tuple[str, ...]
         if props:
             converted: dict[str, Any] = {}
             for name, sub in props.items():
-                child = _node(sub, defs, (*path, name))
+                child = _node(sub, defs, (*path, name), overlays)
                 if not child.get("description"):
                     raise SchemaConversionError(
                         f"{'.'.join((*path, name))}: no description; give the field a "
@@ -384,34 +398,47 @@ def _node(raw: Mapping[str, Any], defs: Mapping[str, Any], path: tuple[str, ...]
         if isinstance(extra, Mapping):
             if props:
                 raise SchemaConversionError(f"{'.'.join(path)}: properties with additionalProperties")
-            out["additionalProperties"] = _node(extra, defs, (*path, "*"))
+            out["additionalProperties"] = _node(extra, defs, (*path, "*"), overlays)
         elif extra is True and not props:
             out["x-kubernetes-preserve-unknown-fields"] = True
         # additionalProperties: false is dropped: the apiserver prunes unknown fields.
     if out["type"] == "array":
         if "items" not in node:
             raise SchemaConversionError(f"{'.'.join(path)}: array without items")
-        out["items"] = _node(node["items"], defs, (*path, "[]"))
+        out["items"] = _node(node["items"], defs, (*path, "[]"), overlays)
 
-    out.update(_OVERLAYS.get(path, {}))
+    out.update(overlays.get(path, {}))
     return out
 
 
-def structural(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+def structural(
+    schema: Mapping[str, Any], path: tuple[str, ...] = (), overlays: Overlays | None = None
+) -> dict[str, Any]:
     """Convert one pydantic JSON Schema (with its ``$defs``) into a structural schema."""
-    return _node(schema, schema.get("$defs", {}), path)
+    return _node(schema, schema.get("$defs", {}), path, _OVERLAYS if overlays is None else overlays)
 
 
-def model_schema(model: type[BaseModel], path: tuple[str, ...]) -> dict[str, Any]:
-    """The structural schema of a model, as wire names, in validation mode."""
+def model_schema(
+    model: type[BaseModel], path: tuple[str, ...], overlays: Overlays | None = None
+) -> dict[str, Any]:
+    """The structural schema of a model, as wire names, in validation mode.
+
+    ``overlays`` add keywords at paths (default: the Polecat's).
+    """
     raw = model.model_json_schema(by_alias=True, schema_generator=CRDSchemaGenerator, mode="validation")
-    return structural(raw, path)
+    return structural(raw, path, overlays)
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The openAPIV3Schema of a Polecat."""
-    return {
-        "description": " ".join((models.Polecat.__doc__ or "").split()),
+def _object_schema(
+    doc: str | None,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    validations: list[dict[str, str]] | None = None,
+    overlays: Overlays | None = None,
+) -> dict[str, Any]:
+    """The openAPIV3Schema of one kind: apiVersion/kind/metadata, spec and status."""
+    schema: dict[str, Any] = {
+        "description": " ".join((doc or "").split()),
         "type": "object",
         "properties": {
             "apiVersion": {
@@ -427,32 +454,50 @@ def openapi_schema() -> dict[str, Any]:
                 "type": "string",
             },
             "metadata": {"type": "object"},
-            "spec": model_schema(models.PolecatSpec, ("spec",)),
-            "status": model_schema(models.PolecatStatus, ("status",)),
+            "spec": model_schema(spec, ("spec",), overlays),
+            "status": model_schema(status, ("status",), overlays),
         },
         "required": ["spec"],
-        "x-kubernetes-validations": OBJECT_VALIDATIONS,
     }
+    if validations:
+        schema["x-kubernetes-validations"] = validations
+    return schema
 
 
-def build_crd() -> dict[str, Any]:
-    """The whole CustomResourceDefinition object."""
+def openapi_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of a Polecat."""
+    return _object_schema(
+        models.Polecat.__doc__, models.PolecatSpec, models.PolecatStatus, OBJECT_VALIDATIONS
+    )
+
+
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    categories: list[str],
+    printer_columns: list[dict[str, Any]],
+    schema: dict[str, Any],
+) -> dict[str, Any]:
+    """A CustomResourceDefinition of the group, namespaced, one served version with status."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": f"{plural}.{models.GROUP}",
             "labels": {"app.kubernetes.io/name": "gastown-operator", "app.kubernetes.io/part-of": "gastown"},
         },
         "spec": {
             "group": models.GROUP,
             "names": {
-                "kind": models.KIND,
-                "listKind": f"{models.KIND}List",
-                "plural": models.PLURAL,
-                "singular": models.SINGULAR,
-                "shortNames": list(models.SHORT_NAMES),
-                "categories": list(models.CATEGORIES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
+                "categories": list(categories),
             },
             "scope": "Namespaced",
             "versions": [
@@ -461,41 +506,175 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
 
 
-def render_crd() -> str:
-    """The CRD as the YAML text committed in ``crds/``."""
-    body = yaml.safe_dump(build_crd(), sort_keys=False, width=100, allow_unicode=True)
+def build_crd() -> dict[str, Any]:
+    """The Polecat CustomResourceDefinition object."""
+    return _crd(
+        kind=models.KIND,
+        plural=models.PLURAL,
+        singular=models.SINGULAR,
+        short_names=models.SHORT_NAMES,
+        categories=models.CATEGORIES,
+        printer_columns=PRINTER_COLUMNS,
+        schema=openapi_schema(),
+    )
+
+
+RIG_PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
+    {
+        "name": "Mode",
+        "type": "string",
+        "jsonPath": ".spec.executionMode",
+        "description": "Default execution mode of the rig's Polecats.",
+    },
+    {
+        "name": "Max",
+        "type": "integer",
+        "jsonPath": ".spec.maxActivePolecats",
+        "description": "Polecats that may run at once (empty: no limit).",
+    },
+    {
+        "name": "Active",
+        "type": "integer",
+        "jsonPath": ".status.activePolecats",
+        "description": "Polecats dispatched and not finished.",
+    },
+    {
+        "name": "Waiting",
+        "type": "integer",
+        "jsonPath": ".status.waitingPolecats",
+        "description": "Polecats waiting for a slot.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def build_rig_crd() -> dict[str, Any]:
+    """The Rig CustomResourceDefinition object."""
+    return _crd(
+        kind=rig_api.KIND,
+        plural=rig_api.PLURAL,
+        singular=rig_api.SINGULAR,
+        short_names=rig_api.SHORT_NAMES,
+        categories=rig_api.CATEGORIES,
+        printer_columns=RIG_PRINTER_COLUMNS,
+        schema=_object_schema(rig_api.Rig.__doc__, rig_api.RigSpec, rig_api.RigStatus, overlays=RIG_OVERLAYS),
+    )
+
+
+CONVOY_PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
+    {"name": "Rig", "type": "string", "jsonPath": ".spec.template.spec.rig", "description": "Gas Town rig."},
+    {"name": "Total", "type": "integer", "jsonPath": ".status.total", "description": "Beads in the Convoy."},
+    {
+        "name": "Working",
+        "type": "integer",
+        "jsonPath": ".status.counts.working",
+        "description": "Beads being worked on.",
+    },
+    {"name": "Done", "type": "integer", "jsonPath": ".status.counts.done", "description": "Beads done."},
+    {
+        "name": "Failed",
+        "type": "integer",
+        "jsonPath": ".status.counts.failed",
+        "description": "Beads failed.",
+    },
+    {
+        "name": "Complete",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Complete")].status',
+        "description": "Whether every bead has finished.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Parallelism",
+        "type": "integer",
+        "jsonPath": ".spec.parallelism",
+        "priority": 1,
+        "description": "Polecats unfinished at once, at most.",
+    },
+]
+
+
+def build_convoy_crd() -> dict[str, Any]:
+    """The Convoy CustomResourceDefinition object."""
+    return _crd(
+        kind=convoy_api.KIND,
+        plural=convoy_api.PLURAL,
+        singular=convoy_api.SINGULAR,
+        short_names=convoy_api.SHORT_NAMES,
+        categories=convoy_api.CATEGORIES,
+        printer_columns=CONVOY_PRINTER_COLUMNS,
+        schema=_object_schema(
+            convoy_api.Convoy.__doc__,
+            convoy_api.ConvoySpec,
+            convoy_api.ConvoyStatus,
+            overlays=CONVOY_OVERLAYS,
+        ),
+    )
+
+
+def build_crds() -> list[dict[str, Any]]:
+    """Every CRD of the group: Polecat, Rig, Convoy."""
+    return [build_crd(), build_rig_crd(), build_convoy_crd()]
+
+
+def crd_filename(obj: Mapping[str, Any]) -> str:
+    """The file a CRD is committed as, in ``crds/`` and the chart: <group>_<plural>.yaml."""
+    return f"{models.GROUP}_{obj['spec']['names']['plural']}.yaml"
+
+
+CRD_FILENAMES: Final = tuple(
+    f"{models.GROUP}_{plural}.yaml" for plural in (models.PLURAL, rig_api.PLURAL, convoy_api.PLURAL)
+)
+CRD_NAMES: Final = tuple(
+    f"{plural}.{models.GROUP}" for plural in (models.PLURAL, rig_api.PLURAL, convoy_api.PLURAL)
+)
+
+
+def render_crd(obj: dict[str, Any] | None = None) -> str:
+    """A CRD (the Polecat's by default) as the YAML text committed in ``crds/``."""
+    body = yaml.safe_dump(
+        obj if obj is not None else build_crd(), sort_keys=False, width=100, allow_unicode=True
+    )
     return HEADER + body
 
 
+def render_crds() -> str:
+    """Every CRD as one multi-document YAML stream (for ``gastown operator crd``)."""
+    return "---\n".join(render_crd(obj) for obj in build_crds())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write the CRD (``-o -`` for stdout), or with ``--check`` report whether it is current."""
+    """Write the CRDs into a directory (``-o -`` for stdout), or with ``--check`` report stale files."""
     parser = argparse.ArgumentParser(prog="python -m gastown.api.crd", description=main.__doc__)
-    parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), help=f"default: {DEFAULT_OUTPUT}")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs; write nothing")
+    parser.add_argument("-o", "--output", default=str(DEFAULT_DIR), help=f"directory; default: {DEFAULT_DIR}")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file differs; write nothing")
     args = parser.parse_args(argv)
-    text = render_crd()
     if args.output == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(render_crds())
         return 0
-    out = Path(args.output)
-    if args.check:
-        current = out.read_text(encoding="utf-8") if out.exists() else ""
-        if current != text:
-            print(f"{out} is out of date: run python -m gastown.api.crd", file=sys.stderr)
-            return 1
-        return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    out_dir = Path(args.output)
+    stale = 0
+    for obj in build_crds():
+        out = out_dir / crd_filename(obj)
+        text = render_crd(obj)
+        if args.check:
+            current = out.read_text(encoding="utf-8") if out.exists() else ""
+            if current != text:
+                print(f"{out} is out of date: run python -m gastown.api.crd", file=sys.stderr)
+                stale += 1
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -303,6 +303,15 @@ class PolecatSpec(_Model):
         default=None,
         description="Kubernetes-mode settings. Required with executionMode kubernetes, else forbidden.",
     )
+    ttlSecondsAfterFinished: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Seconds after the Polecat finishes (Done, Failed or Terminated) before the operator "
+            "deletes it, as a Job's ttlSecondsAfterFinished. Deletion follows the usual rules: "
+            "work is saved first. Unset: kept until deleted."
+        ),
+    )
 
 
 class Condition(_Model):

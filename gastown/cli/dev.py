@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gastown.api.crd import build_crd
+from gastown.api.crd import CRD_NAMES, build_crds
 from gastown.api.models import GROUP, PLURAL, VERSION
 from gastown.api.paths import resource_path
 from gastown.cli import dev_examples as examples
@@ -144,14 +144,16 @@ def _polecat_path(name: str) -> str:
 
 
 async def _wait_established(kube: KubeClient) -> None:
-    path = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions", name=f"{PLURAL}.{GROUP}")
-    for _ in range(300):
-        crd = await kube.get(path)
-        conditions = (crd.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the Polecat CRD was not Established within 30 s")
+    for name in CRD_NAMES:
+        path = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions", name=name)
+        for _ in range(300):
+            crd = await kube.get(path)
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(f"the CRD {name} was not Established within 30 s")
 
 
 async def _wait_phase(kube: KubeClient, name: str, timeout: float) -> dict[str, Any]:
@@ -207,7 +209,8 @@ class DevSession:
             home=self.workdir / "home",
             env={"TMUX_TMPDIR": str(self.tmux_tmpdir)},
         )
-        await _apply(self.kube, build_crd())
+        for crd_obj in build_crds():
+            await _apply(self.kube, crd_obj)
         await _wait_established(self.kube)
         await self._start_operator(kubeconfig)
         say(f"gastown dev: operator running; local mode: tmux over sshd on 127.0.0.1:{self.sshd.port}")

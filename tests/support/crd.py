@@ -11,7 +11,8 @@ from gastown.devcluster.lab import Lab
 from tests.support.ci import unavailable
 from tests.support.waiting import wait_for
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / crd.CRD_FILENAME
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+CRD_FILE = CRD_DIR / crd.CRD_FILENAME
 
 _lock = asyncio.Lock()
 _installed: set[str] = set()
@@ -28,21 +29,21 @@ async def install_crd(lab: Lab) -> None:
     async with _lock:
         if str(lab.kubeconfig) in _installed:
             return
-        await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        await lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
 
         # Polled rather than `kubectl wait`, which fails outright ("<nil> is of the type <nil>")
         # when it reads the CRD before the apiserver has given it any condition (seen under load).
         async def established() -> bool:
             rc, out, _ = await lab.kubectl(
                 "get",
-                f"crd/{crd.CRD_NAME}",
+                *(f"crd/{name}" for name in crd.CRD_NAMES),
                 "-o",
-                'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                'jsonpath={.items[*].status.conditions[?(@.type=="Established")].status}',
                 check=False,
             )
-            return rc == 0 and out.strip() == "True"
+            return rc == 0 and out.split() == ["True"] * len(crd.CRD_NAMES)
 
-        await wait_for(established, timeout=60, interval=0.1, what=f"CRD {crd.CRD_NAME} to be Established")
+        await wait_for(established, timeout=60, interval=0.1, what=f"CRDs {crd.CRD_NAMES} to be Established")
 
         async def served() -> bool:
             rc, _, _ = await lab.kubectl("get", "pcat", "-A", "--request-timeout=5s", check=False)

@@ -678,14 +678,26 @@ def test_kubectl_install_finalizer_policy_is_the_charts(helm: Path) -> None:
     assert kubectl_install == docs
 
 
-def test_chart_crd_is_the_repo_crd_byte_for_byte(helm: Path) -> None:
-    repo_crd = REPO_ROOT / "crds" / "gastown.gastown.io_polecats.yaml"
-    chart_crd = CHART_DIR / "crds" / repo_crd.name
-    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == [repo_crd.name]
-    assert chart_crd.read_bytes() == repo_crd.read_bytes()
+def test_chart_crds_are_the_repo_crds_byte_for_byte(helm: Path) -> None:
+    repo_crds = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    assert [p.name for p in repo_crds] == sorted(
+        [
+            "gastown.gastown.io_polecats.yaml",
+            "gastown.gastown.io_rigs.yaml",
+            "gastown.gastown.io_convoys.yaml",
+        ]
+    )
+    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == [p.name for p in repo_crds]
+    for repo_crd in repo_crds:
+        assert (CHART_DIR / "crds" / repo_crd.name).read_bytes() == repo_crd.read_bytes()
     docs = render(helm, {}, extra_args=["--include-crds"])
-    [crd] = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
-    assert crd == yaml.safe_load(repo_crd.read_text())
+    rendered = sorted(
+        (d for d in docs if d["kind"] == "CustomResourceDefinition"), key=lambda d: str(d["metadata"]["name"])
+    )
+    expected = sorted(
+        (yaml.safe_load(p.read_text()) for p in repo_crds), key=lambda d: str(d["metadata"]["name"])
+    )
+    assert rendered == expected
 
 
 @pytest.mark.parametrize(

@@ -81,12 +81,16 @@ def test_invalid_setting_is_one_clear_line(captured: list[Settings]) -> None:
     assert captured == []
 
 
-def test_crd_prints_the_polecat_crd() -> None:
+def test_crd_prints_every_crd() -> None:
     result = _run(["crd"])
     assert result.exit_code == 0
-    crd = yaml.safe_load(result.output)
-    assert crd["kind"] == "CustomResourceDefinition"
-    assert crd["metadata"]["name"] == "polecats.gastown.gastown.io"
+    crds = [d for d in yaml.safe_load_all(result.output) if d]
+    assert {d["kind"] for d in crds} == {"CustomResourceDefinition"}
+    assert sorted(d["metadata"]["name"] for d in crds) == [
+        "convoys.gastown.gastown.io",
+        "polecats.gastown.gastown.io",
+        "rigs.gastown.gastown.io",
+    ]
 
 
 def test_a_dead_task_exits_non_zero_for_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
