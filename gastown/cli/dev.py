@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gastown.api import convoy as convoy_api
+from gastown.api import rig as rig_api
 from gastown.api.crd import CRD_NAMES, build_crds
 from gastown.api.models import GROUP, PLURAL, VERSION
 from gastown.api.paths import resource_path
@@ -102,7 +104,7 @@ def _webhook_configuration(port: int, ca_bundle: bytes) -> dict[str, Any]:
                         "apiGroups": [GROUP],
                         "apiVersions": [VERSION],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": [PLURAL],
+                        "resources": [PLURAL, rig_api.PLURAL, convoy_api.PLURAL],
                         "scope": "Namespaced",
                     }
                 ],

@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, Protocol
 
 import orjson
 
+from gastown.api import convoy as convoy_api
 from gastown.api import models
+from gastown.api import rig as rig_api
 from gastown.settings import Settings
-from gastown.webhook import rules
+from gastown.webhook import kinds, rules
 from gastown.webhook.rules import Verdict
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,18 @@ class AdmissionRequest:
     group: str | None
     resource: str | None
     sub_resource: str | None
+
+    @property
+    def resource_kind(self) -> str | None:
+        """The plural of the group's kind the request is about (None: another group, or a subresource).
+
+        Missing kind info counts as a Polecat: validate rather than wave through.
+        """
+        if self.group is None and self.resource is None:
+            return models.PLURAL
+        if self.group != models.GROUP or self.sub_resource:
+            return None
+        return self.resource
 
     @property
     def is_polecat(self) -> bool:
@@ -117,16 +131,31 @@ def review(request: AdmissionRequest, settings: Settings) -> Verdict:
     """Decide on one request with the pure rules (no cluster lookups)."""
     if request.operation in _OPERATIONS_TO_ALLOW:
         return Verdict()
-    if not request.is_polecat:
+    operation: Literal["CREATE", "UPDATE"] = "UPDATE" if request.operation == "UPDATE" else "CREATE"
+    old_obj = request.old_object if request.operation == "UPDATE" else None
+    validate = _validator(request.resource_kind)
+    if validate is None:
         return Verdict(
             warnings=(f"the Polecat webhook was sent a {request.group}/{request.resource}; ignored",)
         )
-    return rules.validate_object(
-        request.object,
-        settings,
-        operation="UPDATE" if request.operation == "UPDATE" else "CREATE",
-        old_obj=request.old_object if request.operation == "UPDATE" else None,
-    )
+    return validate(request.object, settings, operation=operation, old_obj=old_obj)
+
+
+class _Validator(Protocol):
+    def __call__(
+        self, obj: Any, settings: Settings, *, operation: Literal["CREATE", "UPDATE"], old_obj: Any
+    ) -> Verdict: ...
+
+
+def _validator(resource: str | None) -> _Validator | None:
+    """The rules for a resource of the group (looked up per call, so tests can swap them)."""
+    if resource == models.PLURAL:
+        return rules.validate_object
+    if resource == rig_api.PLURAL:
+        return kinds.validate_rig
+    if resource == convoy_api.PLURAL:
+        return kinds.validate_convoy
+    return None
 
 
 def _object_label(request: AdmissionRequest) -> str:
@@ -135,7 +164,15 @@ def _object_label(request: AdmissionRequest) -> str:
     if not name and isinstance(obj, Mapping) and isinstance(obj.get("metadata"), Mapping):
         name = _str(obj["metadata"].get("name")) or _str(obj["metadata"].get("generateName"))
     key = f"{request.namespace}/{name}" if request.namespace else name
-    return f"Polecat {key!r}" if key else "the Polecat"
+    kind = _KIND_NAMES.get(request.resource_kind or "", "Polecat")
+    return f"{kind} {key!r}" if key else f"the {kind}"
+
+
+_KIND_NAMES: Final = {
+    models.PLURAL: models.KIND,
+    rig_api.PLURAL: rig_api.KIND,
+    convoy_api.PLURAL: convoy_api.KIND,
+}
 
 
 def denial_message(request: AdmissionRequest, verdict: Verdict) -> str:

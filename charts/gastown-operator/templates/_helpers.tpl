@@ -91,15 +91,29 @@ app.kubernetes.io/component: operator
 
 {{/* The rules the operator needs on Polecats, their Pods and events, wherever it serves them. */}}
 {{- define "gastown-operator.workloadRules" -}}
+# create: a Convoy's Polecats; delete: ttlSecondsAfterFinished.
 - apiGroups: ["gastown.gastown.io"]
   resources: ["polecats"]
-  verbs: ["get", "list", "watch", "update", "patch"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: ["gastown.gastown.io"]
   resources: ["polecats/status"]
   verbs: ["get", "update", "patch"]
 - apiGroups: ["gastown.gastown.io"]
-  resources: ["polecats/finalizers"]
+  resources: ["polecats/finalizers", "convoys/finalizers"]
   verbs: ["update"]
+# Rigs are read for their defaults and capacity; their status counts the rig's Polecats.
+- apiGroups: ["gastown.gastown.io"]
+  resources: ["rigs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gastown.gastown.io"]
+  resources: ["rigs/status"]
+  verbs: ["get", "update", "patch"]
+- apiGroups: ["gastown.gastown.io"]
+  resources: ["convoys"]
+  verbs: ["get", "list", "watch", "update", "patch"]
+- apiGroups: ["gastown.gastown.io"]
+  resources: ["convoys/status"]
+  verbs: ["get", "update", "patch"]
 # Kubernetes mode: the agent Pods, owned by their Polecat.
 - apiGroups: [""]
   resources: ["pods"]

@@ -368,9 +368,16 @@ def _verbs(docs: list[dict[str, Any]], kind: str, resource: str, namespace: str 
 
 def test_rbac_grants_what_the_operator_needs_cluster_wide(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["defaults"]
-    assert _verbs(docs, "ClusterRole", "polecats") == {"get", "list", "watch", "update", "patch"}
+    assert _verbs(docs, "ClusterRole", "polecats") == {
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    }  # fmt: skip
     assert _verbs(docs, "ClusterRole", "polecats/status") == {"get", "update", "patch"}
     assert _verbs(docs, "ClusterRole", "polecats/finalizers") == {"update"}
+    assert _verbs(docs, "ClusterRole", "rigs") == {"get", "list", "watch"}
+    assert _verbs(docs, "ClusterRole", "rigs/status") == {"get", "update", "patch"}
+    assert _verbs(docs, "ClusterRole", "convoys") == {"get", "list", "watch", "update", "patch"}
+    assert _verbs(docs, "ClusterRole", "convoys/status") == {"get", "update", "patch"}
+    assert _verbs(docs, "ClusterRole", "convoys/finalizers") == {"update"}
     assert _verbs(docs, "ClusterRole", "pods") == {"create", "get", "list", "watch", "delete", "patch"}
     assert _verbs(docs, "ClusterRole", "pods/log") == {"get"}
     assert _verbs(docs, "ClusterRole", "events") == {"create", "patch"}
@@ -386,7 +393,10 @@ def test_rbac_with_watch_namespaces_uses_roles_only(rendered: dict[str, list[dic
         assert doc["metadata"]["name"] == f"{RELEASE}-webhook-ca", "only the webhook caBundle is cluster-wide"
     for ns in ("team-a", "team-b"):
         assert _verbs(docs, "Role", "pods", ns) == {"create", "get", "list", "watch", "delete", "patch"}
-        assert _verbs(docs, "Role", "polecats", ns) == {"get", "list", "watch", "update", "patch"}
+        assert _verbs(docs, "Role", "polecats", ns) == {
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        }  # fmt: skip
+        assert _verbs(docs, "Role", "rigs", ns) == {"get", "list", "watch"}
         bindings = [b for b in _of_kind(docs, "RoleBinding") if b["metadata"]["namespace"] == ns]
         assert len(bindings) == 1 and bindings[0]["roleRef"]["kind"] == "Role"
 
@@ -420,7 +430,7 @@ def test_webhook_configuration(rendered: dict[str, list[dict[str, Any]]], scenar
             "apiGroups": ["gastown.gastown.io"],
             "apiVersions": ["v1alpha1"],
             "operations": ["CREATE", "UPDATE"],
-            "resources": ["polecats"],
+            "resources": ["polecats", "rigs", "convoys"],
             "scope": "Namespaced",
         }
     ]

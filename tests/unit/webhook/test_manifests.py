@@ -42,7 +42,7 @@ def test_validating_webhook_configuration() -> None:
             "apiGroups": [models.GROUP],
             "apiVersions": [models.VERSION],
             "operations": ["CREATE", "UPDATE"],
-            "resources": [models.PLURAL],
+            "resources": [models.PLURAL, "rigs", "convoys"],
             "scope": "Namespaced",
         }
     ]
