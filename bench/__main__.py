@@ -18,6 +18,7 @@ from typing import Any
 from bench.harness import Api, OperatorProcess, lab_cpu_seconds, lab_with_crd, write_result
 
 ALL = ["startup", "dispatch", "memory", "webhook", "local", "kopf", "floor"]
+OPTIONAL = ["celcost"]  # run only when named
 
 
 async def run_startup_and_dispatch(sizes: list[int], lifecycle: int) -> None:
@@ -82,6 +83,12 @@ async def main(names: list[str], quick: bool, floor_args: dict[str, Any] | None 
         from bench import floor  # noqa: PLC0415
 
         await floor.run(quick=quick, **(floor_args or {}))
+    if "celcost" in names:
+        from bench import cel_cost  # noqa: PLC0415
+
+        args = floor_args or {}
+        tag = str(args.get("name", "floor")).removeprefix("floor").removeprefix("-")
+        await cel_cost.run(n=args.get("n") or 1000, pairs=args.get("pairs", 2), tag=tag)
 
 
 if __name__ == "__main__":
@@ -101,9 +108,9 @@ if __name__ == "__main__":
         "commit) as NAME, in the same interleaved rounds; `NAME=.` is this tree",
     )
     args = parser.parse_args()
-    unknown = sorted(set(args.names) - set(ALL))
+    unknown = sorted(set(args.names) - set(ALL) - set(OPTIONAL))
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ALL + OPTIONAL)}")
     variants: dict[str, str | None] = {}
     for spec in args.variant:
         vname, _, tree = spec.partition("=")
