@@ -242,8 +242,11 @@ def event_sort_key(event: dict[str, Any]) -> datetime:
     return parse_time(_event_time(event)) or datetime.min.replace(tzinfo=UTC)
 
 
-def events_table(events: Sequence[dict[str, Any]], *, now: datetime) -> list[str]:
-    """``Type  Reason  Age  From  Message`` rows, oldest first, as kubectl describe shows them."""
+def events_table(events: Sequence[dict[str, Any]], *, now: datetime, own_kind: str = KIND) -> list[str]:
+    """``Type  Reason  Age  From  Message`` rows, oldest first, as kubectl describe shows them.
+
+    Events about another kind than the described object's (``own_kind``) say which object.
+    """
     rows = []
     for event in sorted(events, key=event_sort_key):
         count = _get(event, "series", "count") or event.get("deprecatedCount") or event.get("count")
@@ -260,7 +263,7 @@ def events_table(events: Sequence[dict[str, Any]], *, now: datetime) -> list[str
         regarding = event.get("regarding") or event.get("involvedObject") or {}
         kind = str(regarding.get("kind") or "")
         message = str(event.get("note") or event.get("message") or "")
-        if kind and kind != KIND:
+        if kind and kind != own_kind:
             message = f"{kind.lower()}/{regarding.get('name', '')}: {message}"
         rows.append(
             [str(event.get("type") or ""), str(event.get("reason") or ""), when, str(source), message]
@@ -401,7 +404,9 @@ def describe(
         head.add("Deleting", f"since {_when(meta['deletionTimestamp'], now)}")
         head.add("Finalizers", ", ".join(meta.get("finalizers") or []) or NONE)
     mode_lines = _spec_lines(obj.get("spec") or {}, head)
-    lines = head.lines() + mode_lines + _status_lines(obj, now)
+    from gastown.cli.fleet_render import effective_lines  # noqa: PLC0415 - imports this module
+
+    lines = head.lines() + mode_lines + effective_lines(obj) + _status_lines(obj, now)
     lines += _conditions_lines(obj, now)
     event_lines = events_table(events, now=now)
     if event_lines:
