@@ -77,11 +77,19 @@ async def _list(
 
 
 def _objects_from_files(filenames: tuple[str, ...], kind: str) -> list[dict[str, Any]]:
-    """The ``kind`` objects of the files, each checked with the webhook's rules; exit 1 on a problem.
+    """The ``kind`` objects of the files, each checked with the webhook's rules.
 
-    Other kinds in the files are a usage error: ``convoy create -f`` creates Convoys only
-    (``kubectl apply -f`` is the tool for mixed files).
+    Problems are printed one per line (as ``validate`` prints them) and nothing is
+    created (exit 1). Other kinds in the files are a usage error: ``convoy create -f``
+    creates Convoys only (``kubectl apply -f`` is the tool for mixed files).
     """
+    try:
+        return _read_objects(filenames, kind)
+    except CLIError as exc:
+        _fail(exc.message, exc.code)
+
+
+def _read_objects(filenames: tuple[str, ...], kind: str) -> list[dict[str, Any]]:
     from gastown.cli.manifest import ManifestError, read_documents  # noqa: PLC0415
     from gastown.cli.validation import _read, expand, offline_settings, validate_document  # noqa: PLC0415
 
@@ -105,9 +113,10 @@ def _objects_from_files(filenames: tuple[str, ...], kind: str) -> list[dict[str,
             problems += [f"{shown}: {doc.label}: {error}" for error in errors]
             objects.append(doc.obj)
     if problems:
-        for line in problems[:-1]:
+        for line in problems:
             click.echo(line)
-        raise CLIError(problems[-1], ExitCode.FAILED)
+        many = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        raise CLIError(f"nothing was created: {many} (above); fix the file and run again", ExitCode.FAILED)
     if not objects:
         raise CLIError(f"{', '.join(filenames)}: no {kind} found", ExitCode.FAILED)
     return objects

@@ -14,6 +14,7 @@ A Convoy's state, as the CLI names it (``convoy list`` STATE, ``watch``'s exit c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -396,25 +397,31 @@ def effective_lines(obj: dict[str, Any]) -> list[str]:
         + (f" (generation {generation}, at dispatch)" if generation else ""),
     )
 
-    def mark(path: str, value: Any) -> str:
-        return f"{value}   (from rig)" if path in from_rig else str(value)
+    def inherited(path: str) -> bool:
+        parts = path.split(".")
+        return any(".".join(parts[:n]) in from_rig for n in range(1, len(parts) + 1))
 
-    if effective.get("executionMode"):
-        section.add("Mode", mark("executionMode", effective["executionMode"]))
-    if effective.get("agent"):
-        section.add("Agent", mark("agent", effective["agent"]))
+    leaves: list[tuple[str, Any]] = [
+        (key, effective[key]) for key in ("executionMode", "agent") if effective.get(key) is not None
+    ]
     for mode in ("kubernetes", "local"):
-        values = effective.get(mode) or {}
-        for key, value in values.items():
-            path = f"{mode}.{key}"
-            if isinstance(value, dict):
-                shown = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) if value else "{}"
-            elif isinstance(value, list):
-                shown = f"{len(value)} item(s)"
-            else:
-                shown = str(value)
-            inherited = path in from_rig or any(p.startswith(f"{path}.") for p in from_rig)
-            section.add(path, f"{shown}   (from rig)" if inherited else shown)
+        leaves += _flatten(mode, effective.get(mode))
+    for path, value in leaves:
+        section.add(path, f"{value}   (from rig)" if inherited(path) else str(value))
     listed = ", ".join(from_rig) if from_rig else "(none: the Polecat's spec set everything)"
     section.add("From Rig", listed)
     return ["Effective (resolved at dispatch):", *section.lines()]
+
+
+def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    """Nested mappings as (dotted path, leaf) pairs; lists are shown whole, as JSON."""
+    if isinstance(value, dict):
+        out: list[tuple[str, Any]] = []
+        for key, inner in value.items():
+            out += _flatten(f"{prefix}.{key}", inner)
+        return out
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [(prefix, json.dumps(value, separators=(",", ":")))]
+    return [(prefix, value)]
