@@ -16,9 +16,10 @@ fast.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ REQUEST_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0
 # A watch that hears nothing (not even a bookmark) for this long is reopened.
 WATCH_INACTIVITY = 90.0
+# Seconds between tries of a read the apiserver answers 429 (busy, or a CRD's cache starting).
+BUSY_RETRIES = (0.25, 0.5, 1.0, 2.0)
 _ANSWERED = re.compile(r"^the apiserver answered (HTTP \d+): ")
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -126,11 +129,29 @@ class Cluster:
         except Exception as exc:
             raise self.error(exc, what=what, api=api) from exc
 
+    async def _read(
+        self, request: Callable[[], Awaitable[Any]], *, what: str = "", api: str = POLECAT_API
+    ) -> Any:
+        """A read, tried again while the apiserver answers 429 (``BUSY_RETRIES``, then the error).
+
+        429 "storage is (re)initializing" is what a list of a just-installed CRD gets for a
+        moment after ``helm install``; kubectl waits it out, so the CLI does too. Anything
+        else fails at once, so an unreachable cluster is still an error in seconds.
+        """
+        for delay in (*BUSY_RETRIES, None):
+            try:
+                return await request()
+            except Exception as exc:
+                if delay is None or getattr(exc, "status", None) != 429:
+                    raise self.error(exc, what=what, api=api) from exc
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
     # -- any kind of the group (Rig, Convoy, Polecat) -------------------------------
     async def get_object(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         """One object as a dict; exit 3 when it (or its CRD) does not exist."""
-        result: dict[str, Any] = await self._call(
-            self.kube.get(resource.path(namespace, name)),
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(resource.path(namespace, name)),
             what=resource.label(namespace, name),
             api=resource.api,
         )
@@ -141,8 +162,8 @@ class Cluster:
     ) -> dict[str, Any]:
         """A list of the kind (``namespace`` None: every namespace), with its resourceVersion."""
         query = {"labelSelector": selector} if selector else None
-        result: dict[str, Any] = await self._call(
-            self.kube.get(resource.path(namespace), query=query), api=resource.api
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(resource.path(namespace), query=query), api=resource.api
         )
         return result
 
@@ -195,15 +216,17 @@ class Cluster:
     # -- Polecats -------------------------------------------------------------------
     async def get_polecat(self, namespace: str, name: str) -> dict[str, Any]:
         """One Polecat as a dict; exit 3 when it does not exist."""
-        result: dict[str, Any] = await self._call(
-            self.kube.get(polecats_path(namespace, name)), what=polecat_label(namespace, name)
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(polecats_path(namespace, name)), what=polecat_label(namespace, name)
         )
         return result
 
     async def list_polecats(self, namespace: str | None, *, selector: str | None = None) -> dict[str, Any]:
         """A PolecatList (``namespace`` None: every namespace)."""
         query = {"labelSelector": selector} if selector else None
-        result: dict[str, Any] = await self._call(self.kube.get(polecats_path(namespace), query=query))
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(polecats_path(namespace), query=query)
+        )
         return result
 
     async def create_polecat(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
