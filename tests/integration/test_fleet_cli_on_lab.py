@@ -395,17 +395,3 @@ async def test_convoy_create_watch_and_a_deleted_convoy(
     assert (await gastown(lab, "-n", namespace, "convoy", "watch")).stderr == (
         f"No Convoys found in namespace {namespace}.\n"
     )
-
-
-# --------------------------------------------------------------------------------------
-# the fleet examples
-# --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("directory", ["fleet-kubernetes", "fleet-local"])
-async def test_fleet_examples_are_accepted(lab: Lab, namespace: str, crd: None, directory: str) -> None:
-    rc, out, err = await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / directory), check=False)
-    assert rc == 0, err
-    created = sorted(line.split()[0] for line in out.splitlines())
-    kinds = [name.split(".")[0] for name in created]
-    assert kinds == ["convoy", "polecat", "rig"], out
-    _, out, _ = await lab.kubectl("-n", namespace, "get", "rigs,convoys", "-o", "name")
-    assert len(out.split()) == 2
