@@ -142,7 +142,7 @@ def list_table(
         row = [
             str(meta.get("name", "")),
             str(spec.get("rig", "")),
-            str(spec.get("executionMode") or "local"),
+            str(_get(obj, "status", "effective", "executionMode") or spec.get("executionMode") or "local"),
             phase_of(obj),
             str(spec.get("beadID", "")),
             age(meta.get("creationTimestamp"), now),

@@ -211,3 +211,29 @@ def test_polecat_describe_shows_effective_values_and_what_came_from_the_rig() ->
     del polecat["status"]["effective"]
     assert effective_lines(polecat) == []
     assert "Effective" not in render.describe(polecat, [], now=NOW)
+
+
+def test_list_and_logs_follow_the_effective_mode_of_a_rig_based_polecat() -> None:
+    """A Polecat whose mode came from its Rig: `list` shows it, logs/attach go where it runs."""
+    from gastown.cli.workload import mode_of, parse_polecat  # noqa: PLC0415
+
+    obj = {
+        "metadata": {"name": "add-metrics", "namespace": "ns", "creationTimestamp": T0},
+        "spec": {"rig": "webapp", "beadID": "gt-1", "executionMode": "local"},  # the CRD's default
+        "status": {
+            "phase": "Working",
+            "effective": {
+                "rig": "webapp",
+                "executionMode": "kubernetes",
+                "kubernetes": {"gitRepository": "git@github.com:me/app.git", "workBranch": "w"},
+                "fromRig": ["executionMode", "kubernetes.gitRepository"],
+            },
+        },
+    }
+    assert render.list_table([obj], now=NOW)[1].split()[:3] == ["add-metrics", "webapp", "kubernetes"]
+    polecat = parse_polecat(obj)
+    assert mode_of(polecat).value == "kubernetes"
+    assert polecat.work_branch == "w" and polecat.spec.local is None
+    del obj["status"]["effective"]  # not dispatched through a Rig: the spec is what runs
+    assert mode_of(parse_polecat(obj)).value == "local"
+    assert render.list_table([obj], now=NOW)[1].split()[2] == "local"
