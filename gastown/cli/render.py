@@ -278,8 +278,9 @@ def _spec_lines(spec: dict[str, Any], top: _Section) -> list[str]:
     mode = spec.get("executionMode") or "local"
     top.add("Rig", spec.get("rig"))
     top.add("Bead", spec.get("beadID"))
-    top.add("Mode", mode)
-    top.add("Agent", spec.get("agent") or "claude-code")
+    # Left out: the Rig's value at dispatch (see Effective), else the built-in default.
+    top.add("Mode", spec.get("executionMode") or "(unset: the rig's, else local)")
+    top.add("Agent", spec.get("agent") or "(unset: the rig's, else claude-code)")
     top.add("Desired State", spec.get("desiredState") or "Working")
     task = spec.get("task")
     top.add("Task", task.rstrip("\n") if isinstance(task, str) else None)

@@ -237,3 +237,10 @@ def test_list_and_logs_follow_the_effective_mode_of_a_rig_based_polecat() -> Non
     del obj["status"]["effective"]  # not dispatched through a Rig: the spec is what runs
     assert mode_of(parse_polecat(obj)).value == "local"
     assert render.list_table([obj], now=NOW)[1].split()[2] == "local"
+
+
+def test_describe_of_a_polecat_that_leaves_its_mode_to_the_rig() -> None:
+    obj = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {"rig": "webapp", "beadID": "gt-1"}}
+    lines = [" ".join(line.split()) for line in render.describe(obj, [], now=NOW).splitlines()]
+    assert "Mode: (unset: the rig's, else local)" in lines
+    assert "Agent: (unset: the rig's, else claude-code)" in lines
