@@ -83,12 +83,15 @@ def _status_body(exc: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def api_error(exc: Any, *, what: str = "") -> CLIError:
+POLECAT_API = "the Polecat API (polecats.gastown.gastown.io)"
+
+
+def api_error(exc: Any, *, what: str = "", api: str = POLECAT_API) -> CLIError:
     """An ``ApiException`` as one line: the apiserver's own message, and the right code.
 
     ``what`` names the object the request was about ("Polecat demo/x") so a 404 says
     which object is missing; a 404 about the resource type itself means the CRD is
-    not installed, which is a different fix.
+    not installed, which is a different fix (``api`` names that CRD).
     """
     status = int(getattr(exc, "status", 0) or 0)
     body = _status_body(exc)
@@ -99,7 +102,7 @@ def api_error(exc: Any, *, what: str = "") -> CLIError:
         if details.get("name") or (what and not message.startswith("the server could not find")):
             return CLIError(f"{what or message} not found" if what else message, ExitCode.NOT_FOUND)
         return CLIError(
-            "the Polecat API (polecats.gastown.gastown.io) is not installed in this cluster: install the "
+            f"{api} is not installed in this cluster: install the "
             "gastown-operator Helm chart or `kubectl apply -f crds/`",
             ExitCode.NOT_FOUND,
         )
@@ -131,7 +134,9 @@ def _connection_reason(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def from_exception(exc: BaseException, *, server: str = "", what: str = "") -> CLIError:
+def from_exception(
+    exc: BaseException, *, server: str = "", what: str = "", api: str = POLECAT_API
+) -> CLIError:
     """Map any exception raised while talking to the cluster or the host to a CLIError."""
     if isinstance(exc, CLIError):
         return exc
@@ -144,7 +149,7 @@ def from_exception(exc: BaseException, *, server: str = "", what: str = "") -> C
 
     where = f" at {server}" if server else ""
     if isinstance(exc, ApiException):
-        return api_error(exc, what=what)
+        return api_error(exc, what=what, api=api)
     if isinstance(exc, ConfigException):
         return CLIError(f"cannot use the kubeconfig: {exc}", ExitCode.UNREACHABLE)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):

@@ -16,9 +16,10 @@ fast.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from gastown.api.models import GROUP, PLURAL, VERSION
 from gastown.api.paths import resource_path
-from gastown.cli.errors import CLIError, ExitCode, from_exception
+from gastown.cli.errors import POLECAT_API, CLIError, ExitCode, from_exception
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -37,6 +38,8 @@ REQUEST_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0
 # A watch that hears nothing (not even a bookmark) for this long is reopened.
 WATCH_INACTIVITY = 90.0
+# Seconds between tries of a read the apiserver answers 429 (busy, or a CRD's cache starting).
+BUSY_RETRIES = (0.25, 0.5, 1.0, 2.0)
 _ANSWERED = re.compile(r"^the apiserver answered (HTTP \d+): ")
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -75,6 +78,32 @@ def polecat_label(namespace: str, name: str) -> str:
     return f'Polecat "{name}" in namespace "{namespace}"'
 
 
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One custom resource of the group, as the CLI's generic calls need it."""
+
+    kind: str
+    plural: str
+
+    @property
+    def api(self) -> str:
+        """How errors name the CRD when it is not installed."""
+        return f"the {self.kind} API ({self.plural}.{GROUP})"
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        """REST path of the collection (namespace None: all namespaces) or of one object."""
+        return resource_path(GROUP, VERSION, self.plural, namespace=namespace, name=name)
+
+    def label(self, namespace: str, name: str) -> str:
+        """How errors name one object: ``Convoy "x" in namespace "y"``."""
+        return f'{self.kind} "{name}" in namespace "{namespace}"'
+
+
+POLECATS = Resource("Polecat", PLURAL)
+RIGS = Resource("Rig", "rigs")
+CONVOYS = Resource("Convoy", "convoys")
+
+
 class Cluster:
     """One connection to the apiserver for the length of one command.
 
@@ -88,30 +117,116 @@ class Cluster:
         self.namespace = namespace
         self.server = server
 
-    def error(self, exc: BaseException, *, what: str = "") -> CLIError:
+    def error(self, exc: BaseException, *, what: str = "", api: str = POLECAT_API) -> CLIError:
         """``exc`` as a one-line CLIError that names this cluster."""
-        return from_exception(exc, server=self.server, what=what)
+        return from_exception(exc, server=self.server, what=what, api=api)
 
-    async def _call(self, coro: Any, *, what: str = "") -> Any:
+    async def _call(self, coro: Any, *, what: str = "", api: str = POLECAT_API) -> Any:
         try:
             return await coro
         except CLIError:
             raise
         except Exception as exc:
-            raise self.error(exc, what=what) from exc
+            raise self.error(exc, what=what, api=api) from exc
+
+    async def _read(
+        self, request: Callable[[], Awaitable[Any]], *, what: str = "", api: str = POLECAT_API
+    ) -> Any:
+        """A read, tried again while the apiserver answers 429 (``BUSY_RETRIES``, then the error).
+
+        429 "storage is (re)initializing" is what a list of a just-installed CRD gets for a
+        moment after ``helm install``; kubectl waits it out, so the CLI does too. Anything
+        else fails at once, so an unreachable cluster is still an error in seconds.
+        """
+        for delay in (*BUSY_RETRIES, None):
+            try:
+                return await request()
+            except Exception as exc:
+                if delay is None or getattr(exc, "status", None) != 429:
+                    raise self.error(exc, what=what, api=api) from exc
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- any kind of the group (Rig, Convoy, Polecat) -------------------------------
+    async def get_object(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        """One object as a dict; exit 3 when it (or its CRD) does not exist."""
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(resource.path(namespace, name)),
+            what=resource.label(namespace, name),
+            api=resource.api,
+        )
+        return result
+
+    async def list_objects(
+        self, resource: Resource, namespace: str | None, *, selector: str | None = None
+    ) -> dict[str, Any]:
+        """A list of the kind (``namespace`` None: every namespace), with its resourceVersion."""
+        query = {"labelSelector": selector} if selector else None
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(resource.path(namespace), query=query), api=resource.api
+        )
+        return result
+
+    async def create_object(self, resource: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create one object; a webhook denial or schema error is exit 1 with the apiserver's words."""
+        result: dict[str, Any] = await self._call(
+            self.kube.create(resource.path(namespace), body), api=resource.api
+        )
+        return result
+
+    async def watch_objects(
+        self,
+        resource: Resource,
+        namespace: str,
+        resource_version: str,
+        *,
+        name: str | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """A real watch of the kind in ``namespace`` (one object with ``name``) from ``resource_version``.
+
+        Yields (type, object) until the server ends the stream or sends an ERROR
+        (e.g. 410 Gone); the caller lists again and watches from there.
+        """
+        from gastown.kube import loads  # noqa: PLC0415
+
+        query: dict[str, str | int | bool] = {
+            "watch": True,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": 60,
+        }
+        if name is not None:
+            query["fieldSelector"] = f"metadata.name={name}"
+        try:
+            async with self.kube.stream(
+                resource.path(namespace), query=query, inactivity_timeout=WATCH_INACTIVITY
+            ) as reader:
+                async for line in reader:
+                    if not line.strip():
+                        continue
+                    event = loads(line)
+                    yield str(event.get("type", "")), event.get("object") or {}
+        except CLIError:
+            raise
+        except Exception as exc:
+            raise self.error(
+                exc, what=f"{resource.kind}s in namespace {namespace!r}", api=resource.api
+            ) from exc
 
     # -- Polecats -------------------------------------------------------------------
     async def get_polecat(self, namespace: str, name: str) -> dict[str, Any]:
         """One Polecat as a dict; exit 3 when it does not exist."""
-        result: dict[str, Any] = await self._call(
-            self.kube.get(polecats_path(namespace, name)), what=polecat_label(namespace, name)
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(polecats_path(namespace, name)), what=polecat_label(namespace, name)
         )
         return result
 
     async def list_polecats(self, namespace: str | None, *, selector: str | None = None) -> dict[str, Any]:
         """A PolecatList (``namespace`` None: every namespace)."""
         query = {"labelSelector": selector} if selector else None
-        result: dict[str, Any] = await self._call(self.kube.get(polecats_path(namespace), query=query))
+        result: dict[str, Any] = await self._read(
+            lambda: self.kube.get(polecats_path(namespace), query=query)
+        )
         return result
 
     async def create_polecat(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from gastown.api.models import API_VERSION, GROUP, KIND
 # and the apiserver appends 5 characters to a generateName.
 MAX_GENERATE_NAME = 63 - len("polecat-") - 5
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
+GROUP_KINDS = (KIND, "Rig", "Convoy")
+"""The kinds ``validate`` checks; anything else in a file is skipped."""
 
 
 class ManifestError(ValueError):
@@ -154,10 +156,18 @@ class Document:
 
     @property
     def is_polecat(self) -> bool:
+        return self.kind == KIND
+
+    @property
+    def kind(self) -> str | None:
+        """The kind when it is one of this API group's (Polecat, Rig, Convoy), else None."""
         if not isinstance(self.obj, dict):
-            return False
+            return None
         group = str(self.obj.get("apiVersion") or "").split("/", maxsplit=1)[0]
-        return self.obj.get("kind") == KIND and (not group or group == GROUP)
+        kind = self.obj.get("kind")
+        if kind in GROUP_KINDS and (not group or group == GROUP):
+            return str(kind)
+        return None
 
     @property
     def label(self) -> str:

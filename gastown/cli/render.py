@@ -142,7 +142,7 @@ def list_table(
         row = [
             str(meta.get("name", "")),
             str(spec.get("rig", "")),
-            str(spec.get("executionMode") or "local"),
+            str(_get(obj, "status", "effective", "executionMode") or spec.get("executionMode") or "local"),
             phase_of(obj),
             str(spec.get("beadID", "")),
             age(meta.get("creationTimestamp"), now),
@@ -242,8 +242,11 @@ def event_sort_key(event: dict[str, Any]) -> datetime:
     return parse_time(_event_time(event)) or datetime.min.replace(tzinfo=UTC)
 
 
-def events_table(events: Sequence[dict[str, Any]], *, now: datetime) -> list[str]:
-    """``Type  Reason  Age  From  Message`` rows, oldest first, as kubectl describe shows them."""
+def events_table(events: Sequence[dict[str, Any]], *, now: datetime, own_kind: str = KIND) -> list[str]:
+    """``Type  Reason  Age  From  Message`` rows, oldest first, as kubectl describe shows them.
+
+    Events about another kind than the described object's (``own_kind``) say which object.
+    """
     rows = []
     for event in sorted(events, key=event_sort_key):
         count = _get(event, "series", "count") or event.get("deprecatedCount") or event.get("count")
@@ -260,7 +263,7 @@ def events_table(events: Sequence[dict[str, Any]], *, now: datetime) -> list[str
         regarding = event.get("regarding") or event.get("involvedObject") or {}
         kind = str(regarding.get("kind") or "")
         message = str(event.get("note") or event.get("message") or "")
-        if kind and kind != KIND:
+        if kind and kind != own_kind:
             message = f"{kind.lower()}/{regarding.get('name', '')}: {message}"
         rows.append(
             [str(event.get("type") or ""), str(event.get("reason") or ""), when, str(source), message]
@@ -275,8 +278,9 @@ def _spec_lines(spec: dict[str, Any], top: _Section) -> list[str]:
     mode = spec.get("executionMode") or "local"
     top.add("Rig", spec.get("rig"))
     top.add("Bead", spec.get("beadID"))
-    top.add("Mode", mode)
-    top.add("Agent", spec.get("agent") or "claude-code")
+    # Left out: the Rig's value at dispatch (see Effective), else the built-in default.
+    top.add("Mode", spec.get("executionMode") or "(unset: the rig's, else local)")
+    top.add("Agent", spec.get("agent") or "(unset: the rig's, else claude-code)")
     top.add("Desired State", spec.get("desiredState") or "Working")
     task = spec.get("task")
     top.add("Task", task.rstrip("\n") if isinstance(task, str) else None)
@@ -401,7 +405,9 @@ def describe(
         head.add("Deleting", f"since {_when(meta['deletionTimestamp'], now)}")
         head.add("Finalizers", ", ".join(meta.get("finalizers") or []) or NONE)
     mode_lines = _spec_lines(obj.get("spec") or {}, head)
-    lines = head.lines() + mode_lines + _status_lines(obj, now)
+    from gastown.cli.fleet_render import effective_lines  # noqa: PLC0415 - imports this module
+
+    lines = head.lines() + mode_lines + effective_lines(obj) + _status_lines(obj, now)
     lines += _conditions_lines(obj, now)
     event_lines = events_table(events, now=now)
     if event_lines:

@@ -159,6 +159,8 @@ def main(
       gastown logs my-polecat -f
       gastown attach my-polecat
       gastown validate -f polecat.yaml
+      gastown convoy create batch-1 --rig myrig --bead gt-abc12 --bead gt-def34 --watch
+      gastown rig list
 
     Also installed as kubectl-gastown, so `kubectl gastown ...` works the same.
     """
@@ -473,10 +475,10 @@ def attach(
 def validate(
     state: State, /, *, filenames: tuple[str, ...], local_mode: bool | None, town_root: str | None
 ) -> None:
-    """Check Polecat manifests with the admission webhook's own rules, offline.
+    """Check Polecat, Rig and Convoy manifests with the admission webhook's own rules, offline.
 
     Prints each problem on its own line as FILE: OBJECT: FIELD: PROBLEM and exits 1 if
-    any Polecat is invalid. Other kinds in the file are skipped. Checks that depend on
+    any object is invalid. Other kinds in the file are skipped. Checks that depend on
     the operator's install (is local mode enabled, is there a default town root) assume
     a permissive install unless --no-local-mode / --town-root / GASTOWN_* say otherwise.
     """
@@ -625,3 +627,12 @@ async def _sling(
             return await wait_for_polecat(cluster, created, view, timeout=timeout)
         finally:
             view.close()
+
+
+# --------------------------------------------------------------------------------------
+# convoy, rig (gastown.cli.fleet; imported last: it builds on the helpers above)
+# --------------------------------------------------------------------------------------
+from gastown.cli import fleet as _fleet  # noqa: E402
+
+for _command in _fleet.commands():
+    main.add_command(_command)

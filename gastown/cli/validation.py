@@ -1,6 +1,7 @@
 """``gastown validate``: the admission webhook's rules, run offline on manifest files.
 
-The rules are :func:`gastown.webhook.rules.validate_object`, the very function the
+The rules are :func:`gastown.webhook.rules.validate_object` (Polecats) and
+:func:`gastown.webhook.kinds.validate_rig` / ``validate_convoy``, the very functions the
 webhook runs, so a file that passes here is denied at ``kubectl apply`` only for
 reasons that need the cluster or the operator's install. Those install-dependent
 checks (is local mode enabled? is there a default town root?) need the operator's
@@ -66,10 +67,20 @@ def _read(name: str) -> str:
 
 
 def validate_document(doc: Document, settings: Settings) -> tuple[list[str], list[str]]:
-    """(errors, warnings) of one object, exactly as the webhook would find them on CREATE."""
+    """(errors, warnings) of one object, exactly as the webhook would find them on CREATE.
+
+    Polecats go through :func:`gastown.webhook.rules.validate_object`, Rigs and Convoys
+    through :mod:`gastown.webhook.kinds`: the functions the webhook itself runs.
+    """
+    from gastown.webhook import kinds  # noqa: PLC0415
     from gastown.webhook.rules import validate_object  # noqa: PLC0415
 
-    verdict = validate_object(doc.obj, settings, operation="CREATE")
+    if doc.kind == "Rig":
+        verdict = kinds.validate_rig(doc.obj, settings, operation="CREATE")
+    elif doc.kind == "Convoy":
+        verdict = kinds.validate_convoy(doc.obj, settings, operation="CREATE")
+    else:
+        verdict = validate_object(doc.obj, settings, operation="CREATE")
     return list(verdict.errors), list(verdict.warnings)
 
 
@@ -86,7 +97,7 @@ def expand(filenames: list[str]) -> list[str]:
 
 
 def validate_files(filenames: list[str], *, local_mode: bool | None, town_root: str | None) -> Report:
-    """Validate every Polecat in every file; finding no Polecat at all is a failure."""
+    """Validate every Polecat, Rig and Convoy in every file; finding none at all is a failure."""
     settings = offline_settings(local_mode=local_mode, town_root=town_root)
     report = Report()
     seen = 0
@@ -99,8 +110,8 @@ def validate_files(filenames: list[str], *, local_mode: bool | None, town_root: 
             report.ok = False
             continue
         for doc in documents:
-            if not doc.is_polecat:
-                report.warnings.append(f"{shown}: {doc.label}: skipped (not a Polecat)")
+            if doc.kind is None:
+                report.warnings.append(f"{shown}: {doc.label}: skipped (not a Polecat, Rig or Convoy)")
                 continue
             seen += 1
             errors, warnings = validate_document(doc, settings)
@@ -112,6 +123,9 @@ def validate_files(filenames: list[str], *, local_mode: bool | None, town_root: 
             report.warnings.extend(f"{shown}: {doc.label}: {warning}" for warning in warnings)
     if seen == 0 and report.ok:
         shown = ", ".join("<stdin>" if n == "-" else n for n in filenames)
-        report.lines.append(f"{shown}: no Polecat found (kind: Polecat, apiVersion: gastown.gastown.io/...)")
+        report.lines.append(
+            f"{shown}: no Polecat found, nor a Rig or Convoy (kind: Polecat, Rig or Convoy; "
+            "apiVersion: gastown.gastown.io/...)"
+        )
         report.ok = False
     return report

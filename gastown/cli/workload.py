@@ -47,10 +47,37 @@ class SSHOptions:
     known_hosts_file: Path | None = None
 
 
+EFFECTIVE_FIELDS = ("executionMode", "agent", "local", "kubernetes")
+"""The spec fields a Rig may fill in, recorded at dispatch in ``status.effective``."""
+
+
+def effective_object(obj: dict[str, Any]) -> dict[str, Any]:
+    """The Polecat with the values it runs with: ``status.effective`` over its spec.
+
+    A Polecat dispatched with a Rig has the Rig's defaults resolved and recorded in
+    ``status.effective``; logs, attach and the hints must reach the work where it really
+    runs (a Rig-based Polecat's own spec may not even name its mode). Without the record
+    the spec is the effective spec, as before Rigs.
+    """
+    status = obj.get("status")
+    effective = status.get("effective") if isinstance(status, dict) else None
+    if not isinstance(effective, dict):
+        return obj
+    spec = dict(obj.get("spec") or {})
+    for key in EFFECTIVE_FIELDS:
+        if effective.get(key) is not None:
+            spec[key] = effective[key]
+    if spec.get("executionMode") == "kubernetes":
+        spec.pop("local", None)
+    elif spec.get("executionMode") == "local":
+        spec.pop("kubernetes", None)
+    return {**obj, "spec": spec}
+
+
 def parse_polecat(obj: dict[str, Any]) -> Polecat:
-    """The apiserver's dict as the model the executors take."""
+    """The apiserver's dict as the model the executors take (its effective values, see above)."""
     try:
-        return Polecat.from_dict(obj)
+        return Polecat.from_dict(effective_object(obj))
     except ValidationError as exc:
         name = (obj.get("metadata") or {}).get("name", "?")
         raise CLIError(

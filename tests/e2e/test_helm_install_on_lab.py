@@ -39,6 +39,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.lab
 
 CRD_NAME = "polecats.gastown.gastown.io"
+CRD_NAMES = (CRD_NAME, "rigs.gastown.gastown.io", "convoys.gastown.gastown.io")
 
 
 # --------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
         ("validatingwebhookconfiguration", name, False),
         ("mutatingadmissionpolicy", f"{name}-finalizer", False),
         ("mutatingadmissionpolicybinding", f"{name}-finalizer", False),
-        ("customresourcedefinition", CRD_NAME, False),
+        *(("customresourcedefinition", crd, False) for crd in CRD_NAMES),
     ]:
         assert await _exists(lab, kind, obj, *(["-n", ns] if in_ns else [])), f"{kind}/{obj} missing"
     assert not await _exists(lab, "deployment", name, "-n", ns)
@@ -239,6 +240,7 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
     assert rc == 0 and out == f"system:serviceaccount:{ns}:{name}", err
 
     pc = "polecats.gastown.gastown.io"
+    rigs, convoys = "rigs.gastown.gastown.io", "convoys.gastown.gastown.io"
     anywhere = ("-n", "default")
     here = ("-n", ns)
     await _check_access(
@@ -246,12 +248,25 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
         sa,
         [
             # What the operator needs, in any namespace.
-            *[(True, verb, pc, anywhere) for verb in ("get", "list", "watch", "update", "patch")],
+            # Convoys create their Polecats and TTLs delete finished ones (issue 21).
+            *[
+                (True, verb, pc, anywhere)
+                for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+            ],
             (True, "list", pc, ("--all-namespaces",)),
             (True, "watch", pc, ("--all-namespaces",)),
             (True, "patch", pc, ("--subresource=status", *anywhere)),
             (True, "update", pc, ("--subresource=status", *anywhere)),
             (True, "update", pc, ("--subresource=finalizers", *anywhere)),
+            # Rigs are read (defaults, capacity) and counted in their status; Convoys are
+            # read, finalized and given their aggregate status.
+            *[(True, verb, rigs, anywhere) for verb in ("get", "list", "watch")],
+            (True, "watch", rigs, ("--all-namespaces",)),
+            (True, "patch", rigs, ("--subresource=status", *anywhere)),
+            *[(True, verb, convoys, anywhere) for verb in ("get", "list", "watch", "update", "patch")],
+            (True, "watch", convoys, ("--all-namespaces",)),
+            (True, "patch", convoys, ("--subresource=status", *anywhere)),
+            (True, "update", convoys, ("--subresource=finalizers", *anywhere)),
             *[(True, verb, "pods", anywhere) for verb in ("create", "get", "list", "watch", "delete")],
             (True, "watch", "pods", ("--all-namespaces",)),
             (True, "get", "pods", ("--subresource=log", *anywhere)),
@@ -271,8 +286,11 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
             (False, "get", "secrets/anything", here),
             (False, "list", "secrets", here),
             (False, "get", "configmaps/anything", anywhere),
-            (False, "create", pc, anywhere),
-            (False, "delete", pc, anywhere),
+            (False, "create", rigs, anywhere),
+            (False, "update", rigs, anywhere),
+            (False, "delete", rigs, anywhere),
+            (False, "create", convoys, anywhere),
+            (False, "delete", convoys, anywhere),
             (False, "update", "pods", anywhere),
             (False, "create", "pods", ("--subresource=exec", *anywhere)),
             (False, "get", "leases.coordination.k8s.io/someone-else", here),
@@ -285,8 +303,8 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
         ],
     )
     # Real requests with the token, not only the authorizer's answer.
-    rc, _, err = await _kubectl_as(lab, sa, "get", "polecats", "--all-namespaces")
-    assert rc == 0, err
+    rc, _, err = await _kubectl_as(lab, sa, "get", "polecats,rigs,convoys", "--all-namespaces")
+    assert rc == 0, err  # the three kinds are served
     rc, _, err = await _kubectl_as(lab, sa, "get", "secrets", "--all-namespaces")
     assert rc != 0 and "forbidden" in err.lower(), err
 
@@ -312,7 +330,7 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
     _, out, _ = await release.run("status", name, "-n", ns, "-o", "json")
     assert json.loads(out)["version"] == 2 and json.loads(out)["info"]["status"] == "deployed"
 
-    # helm uninstall removes the release's objects; the CRD (and so the Polecats) stays.
+    # helm uninstall removes the release's objects; the CRDs (and so the objects) stay.
     await release.uninstall()
     # The apiserver drops the finalizer policy asynchronously; later tests on this lab run no
     # operator, so wait until it is really gone.
@@ -325,7 +343,8 @@ async def test_install_cluster_wide_rbac_upgrade_uninstall(
     ]:
         assert not await _exists(lab, kind, obj), f"{kind}/{obj} left behind"
     assert not await _exists(lab, "serviceaccount", name, "-n", ns)
-    assert await _exists(lab, "customresourcedefinition", CRD_NAME)
+    for crd in CRD_NAMES:
+        assert await _exists(lab, "customresourcedefinition", crd)
 
 
 async def test_operator_pods_are_admitted_by_pod_security_restricted(

@@ -1,8 +1,9 @@
 """The generated Polecat CRD on a real kube-apiserver (the lab).
 
-Shows: the CRD installs and the examples are accepted; each schema/CEL rule rejects its
-bad example with its message; ``kubectl explain`` prints the field descriptions;
-``kubectl get pcat`` shows the printer columns; defaults and the status subresource work.
+Shows: the CRD installs and the examples are accepted (the fleet examples' Rigs and Convoys
+too); each schema/CEL rule rejects its bad example with its message; ``kubectl explain``
+prints the field descriptions; ``kubectl get pcat`` shows the printer columns; defaults and
+the status subresource work.
 No webhook is registered for these namespaces, so every rejection here is the schema's.
 """
 
@@ -47,6 +48,27 @@ async def test_examples_are_accepted(lab: Lab, namespace: str, crd: None) -> Non
         "polecat.gastown.gastown.io/add-rate-limit",
         "polecat.gastown.gastown.io/fix-login-bug",
     ]
+
+
+@pytest.mark.parametrize("directory", ["fleet-kubernetes", "fleet-local"])
+async def test_fleet_examples_are_accepted_and_listed(
+    lab: Lab, namespace: str, crd: None, directory: str
+) -> None:
+    """A Rig, a Convoy and a Rig-based Polecat per mode; `kubectl get` shows the Rig and Convoy columns."""
+    rc, out, err = await lab.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / directory), check=False)
+    assert rc == 0, err
+    assert sorted(line.split()[0].split(".")[0] for line in out.splitlines()) == ["convoy", "polecat", "rig"]
+    _, out, _ = await lab.kubectl("-n", namespace, "get", "gtrig")
+    header, rows = _table(out)
+    assert header == ["NAME", "MODE", "MAX", "ACTIVE", "WAITING", "AGE"]
+    rig = {"fleet-kubernetes": ["webapp", "kubernetes", "3"], "fleet-local": ["scratch", "local", "2"]}[
+        directory
+    ]
+    assert rows[rig[0]][:3] == rig
+    _, out, _ = await lab.kubectl("-n", namespace, "get", "cvy")
+    header, rows = _table(out)
+    assert header == ["NAME", "RIG", "TOTAL", "WORKING", "DONE", "FAILED", "COMPLETE", "AGE"]
+    assert [row[1] for row in rows.values()] == [rig[0]]
 
 
 @pytest.mark.parametrize("example", SCHEMA_EXAMPLES, ids=lambda e: e.id)

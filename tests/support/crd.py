@@ -46,10 +46,12 @@ async def install_crd(lab: Lab) -> None:
         await wait_for(established, timeout=60, interval=0.1, what=f"CRDs {crd.CRD_NAMES} to be Established")
 
         async def served() -> bool:
-            rc, _, _ = await lab.kubectl("get", "pcat", "-A", "--request-timeout=5s", check=False)
+            # All three kinds: a list of a kind whose watch cache is still starting is answered
+            # 429 "storage is (re)initializing" for a moment after Established.
+            rc, _, _ = await lab.kubectl("get", "pcat,gtrig,cvy", "-A", "--request-timeout=5s", check=False)
             return rc == 0
 
-        await wait_for(served, timeout=20, interval=0.1, what="polecats to be served after Established")
+        await wait_for(served, timeout=20, interval=0.1, what="polecats, rigs and convoys to be served")
         _installed.add(str(lab.kubeconfig))
 
 

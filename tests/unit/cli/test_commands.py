@@ -46,7 +46,7 @@ def test_validate_accepts_the_good_examples(runner: CliRunner, path: Path) -> No
     if "kind: Polecat" in path.read_text():
         assert f"{path}: polecat/" in result.stdout and ": valid" in result.stdout
     else:
-        assert f"{path}: " in result.stderr and "skipped (not a Polecat)" in result.stderr
+        assert f"{path}: " in result.stderr and "skipped (not a Polecat, Rig or Convoy)" in result.stderr
 
 
 @pytest.mark.parametrize("example", CREATE_TIME_INVALID, ids=lambda e: e.id)
@@ -93,7 +93,7 @@ def test_validate_reports_every_problem_on_its_own_line(runner: CliRunner, tmp_p
     assert any(": metadata.name: " in line for line in problems)
     assert any("spec.kubernetes" in line for line in problems)
     assert f"{path}: polecat/fine: valid" in lines
-    assert "skipped (not a Polecat)" in result.stderr
+    assert "skipped (not a Polecat, Rig or Convoy)" in result.stderr
 
 
 def test_validate_stdin_and_broken_yaml(runner: CliRunner) -> None:
