@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gastown.devcluster import dispatch_policy
 from gastown.devcluster.lab import Lab, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +90,8 @@ async def install_crd(lab: Lab) -> None:
             check=False,
         )
         if rc == 0 and out.strip() == "True":
+            # As the chart installs it: the dispatch freeze is an admission policy.
+            await dispatch_policy.install(lab)
             return
         await asyncio.sleep(0.1)
     raise TimeoutError("the Polecat CRD was not Established within 60 s")

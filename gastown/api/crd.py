@@ -466,9 +466,9 @@ def _object_schema(
 
 def openapi_schema() -> dict[str, Any]:
     """The openAPIV3Schema of a Polecat."""
-    return _object_schema(
-        models.Polecat.__doc__, models.PolecatSpec, models.PolecatStatus, OBJECT_VALIDATIONS
-    )
+    # OBJECT_VALIDATIONS are not in the CRD: root rules run on every write, status writes
+    # too; they ship as an admission policy that only sees spec updates (gastown.api.policy).
+    return _object_schema(models.Polecat.__doc__, models.PolecatSpec, models.PolecatStatus)
 
 
 def _crd(
@@ -652,7 +652,13 @@ def render_crds() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the CRDs into a directory (``-o -`` for stdout), or with ``--check`` report stale files."""
+    """Write the CRDs into a directory (``-o -`` for stdout), or with ``--check`` report stale files.
+
+    Into the repository's ``crds/`` (the default), the dispatch policy's files are written
+    (checked) too: they are generated from the same rules (:mod:`gastown.api.policy`).
+    """
+    from gastown.api import policy  # noqa: PLC0415 - policy imports this module
+
     parser = argparse.ArgumentParser(prog="python -m gastown.api.crd", description=main.__doc__)
     parser.add_argument("-o", "--output", default=str(DEFAULT_DIR), help=f"directory; default: {DEFAULT_DIR}")
     parser.add_argument("--check", action="store_true", help="exit 1 if a file differs; write nothing")
@@ -661,17 +667,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_crds())
         return 0
     out_dir = Path(args.output)
+    files = {out_dir / crd_filename(obj): render_crd(obj) for obj in build_crds()}
+    if out_dir.resolve() == (policy.REPO / DEFAULT_DIR).resolve():
+        files |= policy.outputs()
     stale = 0
-    for obj in build_crds():
-        out = out_dir / crd_filename(obj)
-        text = render_crd(obj)
+    for out, text in files.items():
         if args.check:
             current = out.read_text(encoding="utf-8") if out.exists() else ""
             if current != text:
                 print(f"{out} is out of date: run python -m gastown.api.crd", file=sys.stderr)
                 stale += 1
             continue
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         print(f"wrote {out}", file=sys.stderr)
     return 1 if stale else 0

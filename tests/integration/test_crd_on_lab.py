@@ -4,7 +4,8 @@ Shows: the CRD installs and the examples are accepted (the fleet examples' Rigs 
 too); each schema/CEL rule rejects its bad example with its message; ``kubectl explain``
 prints the field descriptions; ``kubectl get pcat`` shows the printer columns; defaults and
 the status subresource work.
-No webhook is registered for these namespaces, so every rejection here is the schema's.
+No webhook is registered for these namespaces, so every rejection here is the apiserver's own:
+the schema, its CEL rules, or the dispatch freeze's admission policy (installed with the CRDs).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from gastown.api import crd
+from gastown.devcluster import dispatch_policy
 from gastown.devcluster.lab import Lab
 from tests.support.ci import unavailable
 from tests.support.waiting import wait_for
@@ -19,7 +20,7 @@ _installed: set[str] = set()
 
 
 async def install_crd(lab: Lab) -> None:
-    """Apply the committed CRD and wait until Polecats are served; once per lab.
+    """Apply the committed CRDs and the dispatch policy, wait until served; once per lab.
 
     Served means more than ``Established``: discovery can lag the condition by a
     moment, so it waits until ``kubectl get polecats`` works.
@@ -52,6 +53,9 @@ async def install_crd(lab: Lab) -> None:
             return rc == 0
 
         await wait_for(served, timeout=20, interval=0.1, what="polecats, rigs and convoys to be served")
+        # The chart's dispatch freeze (an admission policy, not CRD rules: gastown.api.policy),
+        # so a lab refuses what every install refuses.
+        await dispatch_policy.install(lab)
         _installed.add(str(lab.kubeconfig))
 
 

@@ -63,6 +63,10 @@ app.kubernetes.io/component: operator
 {{- include "gastown-operator.fullname" . }}
 {{- end }}
 
+{{- define "gastown-operator.dispatchPolicyName" -}}
+{{- printf "%s-dispatch" (include "gastown-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "gastown-operator.finalizerPolicyName" -}}
 {{- printf "%s-finalizer" (include "gastown-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}

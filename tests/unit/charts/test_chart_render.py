@@ -23,6 +23,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from gastown.api import policy
 from gastown.api.models import GROUP, PLURAL, ExecutionMode, finalizer_for
 from gastown.settings import PodDefaults, Settings, SSHSettings
 from gastown.webhook.rules import validate_object
@@ -118,10 +119,13 @@ CLUSTER_SCOPED = {
     "ClusterRoleBinding",
     "ValidatingWebhookConfiguration",
     "MutatingAdmissionPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
     "MutatingAdmissionPolicyBinding",
     "CustomResourceDefinition",
 }
 FINALIZER_POLICY = {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"}
+DISPATCH_POLICY = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 # Fields of Settings whose env var names hold nested settings (their own prefixes).
 NESTED: dict[str, type[BaseSettings]] = {"ssh": SSHSettings, "pod": PodDefaults}
@@ -209,8 +213,8 @@ def test_expected_objects_per_switch(rendered: dict[str, list[dict[str, Any]]]) 
         "Service",
         "Deployment",
     }
-    assert kinds("defaults") == {*base, "ValidatingWebhookConfiguration", *FINALIZER_POLICY}
-    assert kinds("finalizer-policy-off") == {*base, "ValidatingWebhookConfiguration"}
+    assert kinds("defaults") == {*base, "ValidatingWebhookConfiguration", *FINALIZER_POLICY, *DISPATCH_POLICY}
+    assert kinds("finalizer-policy-off") == {*base, "ValidatingWebhookConfiguration", *DISPATCH_POLICY}
     assert "PodDisruptionBudget" in kinds("replicas") and "PodDisruptionBudget" not in kinds("defaults")
     assert "NetworkPolicy" in kinds("network-policy") and "NetworkPolicy" not in kinds("defaults")
     assert "ServiceMonitor" in kinds("service-monitor") and "ServiceMonitor" not in kinds("defaults")
@@ -669,6 +673,37 @@ def test_finalizer_policy_adds_each_modes_finalizer_on_create_only(
     namespaced = _one(rendered["everything"], "MutatingAdmissionPolicyBinding")
     selector = namespaced["spec"]["matchResources"]["namespaceSelector"]
     assert selector["matchExpressions"][0]["values"] == ["agents"]
+
+
+def test_dispatch_policy_sees_polecat_updates_only_with_the_generated_rules(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Never status writes (polecats/status is another resource): that is the point of it."""
+    vap = _one(rendered["defaults"], "ValidatingAdmissionPolicy")
+    binding = _one(rendered["defaults"], "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": vap["metadata"]["name"], "validationActions": ["Deny"]}
+    (rule,) = vap["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["UPDATE"] and rule["resources"] == [PLURAL]
+    assert vap["spec"]["failurePolicy"] == "Fail"
+    assert vap["spec"]["validations"] == policy.validations()
+    namespaced = _one(rendered["everything"], "ValidatingAdmissionPolicyBinding")
+    selector = namespaced["spec"]["matchResources"]["namespaceSelector"]
+    assert selector["matchExpressions"][0]["values"] == ["agents"]
+
+
+def test_dispatch_policy_can_be_turned_off(helm: Path) -> None:
+    docs = render(helm, {"dispatchPolicy": {"enabled": False}})
+    assert DISPATCH_POLICY.isdisjoint(d["kind"] for d in docs)
+
+
+def test_kubectl_install_dispatch_policy_is_the_charts(helm: Path) -> None:
+    docs = render(
+        helm, {}, release="gastown-operator", extra_args=["--show-only", "templates/dispatchpolicy.yaml"]
+    )
+    for doc in docs:
+        doc["metadata"].pop("labels")
+    kubectl_install = [d for d in yaml.safe_load_all(policy.KUBECTL_POLICY.read_text()) if d]
+    assert kubectl_install == docs
 
 
 def test_finalizer_policy_is_left_out_before_kubernetes_1_36(helm: Path) -> None:

@@ -60,6 +60,7 @@ def test_service_reaches_the_webhook_port() -> None:
 
 def test_kustomization_lists_all_three() -> None:
     assert sorted(_load("kustomization.yaml")["resources"]) == [
+        "dispatchpolicy.yaml",
         "finalizerpolicy.yaml",
         "service.yaml",
         "validatingwebhookconfiguration.yaml",
