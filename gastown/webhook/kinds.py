@@ -15,7 +15,9 @@ from pydantic import BaseModel, ValidationError
 
 from gastown.api.convoy import Convoy
 from gastown.api.rig import Rig
+from gastown.executors.kubernetes import policy
 from gastown.settings import Settings
+from gastown.webhook import rules
 from gastown.webhook.rules import Verdict, pydantic_messages
 
 
@@ -40,11 +42,43 @@ def _spec_unchanged(obj: Any, old_obj: Any) -> bool:
 def validate_rig(
     obj: Any, settings: Settings, *, operation: Literal["CREATE", "UPDATE"] = "CREATE", old_obj: Any = None
 ) -> Verdict:
-    """Validate a Rig as sent to the webhook."""
+    """Validate a Rig as sent to the webhook: the Polecat's rules for the values it gives.
+
+    A Rig's mode sections are defaults, so nothing in them is required (a Polecat may set
+    what the Rig leaves out); every value given is checked with the Polecat's rules and
+    messages (same field paths), and the operator's image/ServiceAccount policy applies
+    to the Rig's image and serviceAccountName as it would to a Polecat's (an UPDATE that
+    leaves one of them as it was is not refused for it, as for Polecats).
+    """
     if operation == "UPDATE" and _spec_unchanged(obj, old_obj):
         return Verdict()
-    _, errors = _shape(Rig, "Rig", obj)
-    return Verdict(tuple(errors))
+    parsed, errors = _shape(Rig, "Rig", obj)
+    if not isinstance(parsed, Rig):
+        return Verdict(tuple(errors))
+    report = rules._Report(errors, [])
+    spec = parsed.spec
+    strict = operation == "CREATE"
+    if spec.local is not None:
+        rules._check_local(spec.local, settings, report, strict_install=strict, partial=True)
+    if spec.kubernetes is not None:
+        k8s = spec.kubernetes
+        rules._check_kubernetes(k8s, None, settings, report)
+        old_k8s = _old_kubernetes(old_obj) if operation == "UPDATE" else None
+        for field, value, check in (
+            (policy.IMAGE_FIELD, k8s.image, policy.image_problem),
+            (policy.SERVICE_ACCOUNT_FIELD, k8s.serviceAccountName, policy.service_account_problem),
+        ):
+            key = field.rsplit(".", 1)[1]
+            if value is None or (old_k8s is not None and old_k8s.get(key) == value):
+                continue
+            report.check(field, check(value, settings.pod))
+    return report.verdict()
+
+
+def _old_kubernetes(old_obj: Any) -> Mapping[str, Any] | None:
+    spec = old_obj.get("spec") if isinstance(old_obj, Mapping) else None
+    k8s = spec.get("kubernetes") if isinstance(spec, Mapping) else None
+    return k8s if isinstance(k8s, Mapping) else None
 
 
 def validate_convoy(
