@@ -1,9 +1,10 @@
-"""Validation of the fleet kinds (Rig, Convoy) at admission: the shape, for now.
+"""Validation of the fleet kinds (Rig, Convoy) at admission.
 
-Polecats have their own rules module (:mod:`gastown.webhook.rules`); Rigs and Convoys
-start here with what every kind gets: pydantic's checks turned into field-named
-messages (the same wording as the Polecat's). Kind-specific rules are added per kind
-(``validate_rig``, ``validate_convoy``) and reached from :func:`gastown.webhook.review.review`.
+Polecats have their own rules module (:mod:`gastown.webhook.rules`). Every kind gets
+pydantic's checks turned into field-named messages (the same wording as the Polecat's);
+a Rig's mode sections are then checked with the Polecat's own rules and messages
+(:func:`gastown.webhook.rules.check_rig_defaults`). Kind-specific rules are reached
+from :func:`gastown.webhook.review.review`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 
 from gastown.api.convoy import Convoy
 from gastown.api.rig import Rig
-from gastown.executors.kubernetes import policy
 from gastown.settings import Settings
 from gastown.webhook import rules
 from gastown.webhook.rules import Verdict, pydantic_messages
@@ -55,30 +55,11 @@ def validate_rig(
     parsed, errors = _shape(Rig, "Rig", obj)
     if not isinstance(parsed, Rig):
         return Verdict(tuple(errors))
-    report = rules._Report(errors, [])
-    spec = parsed.spec
-    strict = operation == "CREATE"
-    if spec.local is not None:
-        rules._check_local(spec.local, settings, report, strict_install=strict, partial=True)
-    if spec.kubernetes is not None:
-        k8s = spec.kubernetes
-        rules._check_kubernetes(k8s, None, settings, report)
-        old_k8s = _old_kubernetes(old_obj) if operation == "UPDATE" else None
-        for field, value, check in (
-            (policy.IMAGE_FIELD, k8s.image, policy.image_problem),
-            (policy.SERVICE_ACCOUNT_FIELD, k8s.serviceAccountName, policy.service_account_problem),
-        ):
-            key = field.rsplit(".", 1)[1]
-            if value is None or (old_k8s is not None and old_k8s.get(key) == value):
-                continue
-            report.check(field, check(value, settings.pod))
-    return report.verdict()
-
-
-def _old_kubernetes(old_obj: Any) -> Mapping[str, Any] | None:
-    spec = old_obj.get("spec") if isinstance(old_obj, Mapping) else None
-    k8s = spec.get("kubernetes") if isinstance(spec, Mapping) else None
-    return k8s if isinstance(k8s, Mapping) else None
+    old_spec = old_obj.get("spec") if operation == "UPDATE" and isinstance(old_obj, Mapping) else None
+    found = rules.check_rig_defaults(
+        parsed.spec, settings, strict_install=operation == "CREATE", old_spec=old_spec
+    )
+    return Verdict((*errors, *found.errors), found.warnings)
 
 
 def validate_convoy(

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from gastown.api import crd, models, resolve
 from gastown.api.models import DesiredState, Dispatcher, ExecutionMode, KubernetesSpec, LocalSpec, Polecat
 from gastown.api.quantity import QuantityError, format_quantity, parse_quantity
-from gastown.api.rig import Rig
+from gastown.api.rig import Rig, RigSpec
 from gastown.executors.kubernetes import policy
 from gastown.settings import Settings
 from gastown.webhook import formats
@@ -252,6 +252,33 @@ def _check_with_rig(polecat: Polecat, rig: Rig, settings: Settings, report: _Rep
     from_rig = set(resolution.from_rig)
     report.errors.extend(rig_note(name, from_rig, m) for m in inner.errors if m not in said)
     report.warnings.extend(rig_note(name, from_rig, m) for m in inner.warnings)
+
+
+def check_rig_defaults(
+    spec: RigSpec, settings: Settings, *, strict_install: bool, old_spec: Any = None
+) -> Verdict:
+    """A Rig's mode sections, with the Polecat's rules and messages (the same field paths).
+
+    Nothing is required (a Polecat sets what its Rig leaves out); each value given is
+    checked, and the operator's image/ServiceAccount policy applies to the Rig's as to a
+    Polecat's (an UPDATE that leaves one as it was, ``old_spec``, is not refused for it).
+    """
+    report = _Report([], [])
+    if spec.local is not None:
+        _check_local(spec.local, settings, report, strict_install=strict_install, partial=True)
+    k8s = spec.kubernetes
+    if k8s is not None:
+        _check_kubernetes(k8s, None, settings, report)
+        old_k8s = old_spec.get("kubernetes") if isinstance(old_spec, Mapping) else None
+        for field, value, check in (
+            (policy.IMAGE_FIELD, k8s.image, policy.image_problem),
+            (policy.SERVICE_ACCOUNT_FIELD, k8s.serviceAccountName, policy.service_account_problem),
+        ):
+            key = field.rsplit(".", 1)[1]
+            if value is None or (isinstance(old_k8s, Mapping) and old_k8s.get(key) == value):
+                continue
+            report.check(field, check(value, settings.pod))
+    return report.verdict()
 
 
 def _deleting(obj: Mapping[str, Any]) -> bool:

@@ -285,3 +285,34 @@ async def _all_done(kube: KubeClient, ns: str, names: list[str]) -> bool:
         if phase(await kube.get(polecats_path(ns, name))) != "Done":
             return False
     return True
+
+
+async def test_raising_the_limit_or_deleting_the_rig_starts_waiters(
+    kube: KubeClient,
+    k8s_api: client.ApiClient,
+    restricted: str,  # noqa: F811 - the fixture
+) -> None:
+    """maxActivePolecats 0 holds every new Polecat; raising it, or deleting the Rig, starts
+    them at once (woken by the Rig's event: the backstop requeue is minutes away)."""
+    ns = restricted
+    await create_rig(kube, ns, "held", maxActivePolecats=0, executionMode="kubernetes", kubernetes=RIG_K8S)
+    await create_rig(kube, ns, "gone", maxActivePolecats=0)
+    async with running_operator(k8s_api, engine_settings(ns)):
+        await create_bare_polecat(kube, ns, "held-1", "held")
+        # Complete on its own: without its Rig it runs as it is.
+        await create_bare_polecat(kube, ns, "gone-1", "gone", executionMode="kubernetes", kubernetes=RIG_K8S)
+        for name, rig in (("held-1", "held"), ("gone-1", "gone")):
+            waiting = await wait_status(
+                kube, ns, name, "RigAtCapacity", lambda o: dispatched_reason(o) == "RigAtCapacity"
+            )
+            assert phase(waiting) == "Pending"
+            assert conditions(waiting)["Dispatched"]["message"].startswith(
+                f"Rig '{rig}' allows 0 active Polecats (spec.maxActivePolecats) and 0 are active;"
+            )
+            assert conditions(waiting)["Ready"]["reason"] == "RigAtCapacity"
+
+        await kube.merge_patch(rigs_path(ns, "held"), {"spec": {"maxActivePolecats": 1}})
+        await wait_status(kube, ns, "held-1", "Working", lambda o: phase(o) == "Working", timeout=20)
+        await kube.delete(rigs_path(ns, "gone"))
+        gone = await wait_status(kube, ns, "gone-1", "Working", lambda o: phase(o) == "Working", timeout=20)
+        assert "effective" not in gone["status"]  # no Rig at dispatch: the spec is the effective spec
