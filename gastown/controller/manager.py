@@ -247,7 +247,12 @@ class _Engine:
         self.capacity.on_polecat_event(event)  # one that finished frees a Rig slot for the next
 
     def _on_rig(self, event: WatchEvent) -> None:
-        self.capacity.on_rig_event(event)  # new limits and defaults: its waiting Polecats look again
+        # New limits and defaults: its undispatched Polecats look again, and their bead
+        # claims are re-scoped (a mode left to the Rig may have changed with it).
+        for key in self.capacity.on_rig_event(event):
+            raw = self.polecats.get(key)
+            if raw is not None:
+                self.claims.on_write(raw)
 
     def _rig_changed(self, rig: tuple[str, str]) -> None:
         if self.rigs.cached_resource_version(f"{rig[0]}/{rig[1]}") is not None:
