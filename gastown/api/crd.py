@@ -74,18 +74,16 @@ MSG_MODE_IMMUTABLE: Final = (
 )
 MSG_RIG_IMMUTABLE: Final = "spec.rig is immutable: delete the Polecat and create a new one for another rig"
 
-_MODE: Final = "(has(self.executionMode) ? self.executionMode : 'local')"
-_OLD_MODE: Final = "(has(oldSelf.executionMode) ? oldSelf.executionMode : 'local')"
+# An unset executionMode is not "local" any more: the Rig may supply it, at dispatch. So
+# CEL checks what it can see: an explicit mode forbids the other mode's section, and the
+# mode (set or not) never changes. "kubernetes mode needs spec.kubernetes" depends on the
+# Rig and is checked by the webhook and at dispatch (gastown.api.resolve).
+_MODE: Final = "(has(self.executionMode) ? self.executionMode : '')"
+_OLD_MODE: Final = "(has(oldSelf.executionMode) ? oldSelf.executionMode : '')"
 
 SPEC_VALIDATIONS: Final[list[dict[str, str]]] = [
     {
-        "rule": f"{_MODE} != 'kubernetes' || has(self.kubernetes)",
-        "message": MSG_KUBERNETES_REQUIRED,
-        "fieldPath": ".kubernetes",
-        "reason": "FieldValueRequired",
-    },
-    {
-        "rule": f"{_MODE} == 'kubernetes' || !has(self.kubernetes)",
+        "rule": f"{_MODE} != 'local' || !has(self.kubernetes)",
         "message": MSG_KUBERNETES_FORBIDDEN,
         "fieldPath": ".kubernetes",
         "reason": "FieldValueForbidden",
@@ -97,8 +95,8 @@ SPEC_VALIDATIONS: Final[list[dict[str, str]]] = [
         "reason": "FieldValueForbidden",
     },
     {
-        # A transition rule (it reads oldSelf): checked on UPDATE only. has() because an
-        # object stored before the default existed may lack the field.
+        # A transition rule (it reads oldSelf): checked on UPDATE only. Set or left out
+        # (the Rig's) is part of the mode: neither may change.
         "rule": f"{_MODE} == {_OLD_MODE}",
         "message": MSG_MODE_IMMUTABLE,
         "fieldPath": ".executionMode",

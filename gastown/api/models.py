@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,17 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BEAD_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
 # A git branch restricted to characters no shell or git treats specially.
 GIT_BRANCH = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+
+
+def rig_suppliable(schema: dict[str, Any]) -> None:
+    """Keep a field's default out of the CRD schema: a Rig may supply the value.
+
+    With a schema default the apiserver would fill the field in, and "left out" (take
+    the Rig's value) could not be told from "set to the default". The pydantic default
+    stays: it is what a field resolves to when neither the Polecat nor its Rig sets it
+    (see :mod:`gastown.api.resolve`, which reads ``model_fields_set``).
+    """
+    schema.pop("default", None)
 
 
 class _Model(BaseModel):
@@ -158,6 +169,7 @@ class LocalSpec(_Model):
 
     dispatcher: Dispatcher = Field(
         default=Dispatcher.GT,
+        json_schema_extra=rig_suppliable,
         description=(
             "How the work is started: 'gt' runs `gt sling <beadID> <rig>` in a Gas Town "
             "install; 'tmux' starts a tmux session running `command` with no Gas Town needed."
@@ -198,13 +210,18 @@ class LocalSpec(_Model):
 class KubernetesSpec(_Model):
     """Settings for kubernetes mode: the agent runs in a Pod."""
 
-    gitRepository: str = Field(
+    gitRepository: str | None = Field(
+        default=None,
         min_length=1,
         max_length=2048,
-        description="Repository to clone: git@host:path, ssh://..., or https://...",
+        description=(
+            "Repository to clone: git@host:path, ssh://..., or https://... Required, on the "
+            "Polecat or its Rig."
+        ),
     )
     gitBranch: str = Field(
         default="main",
+        json_schema_extra=rig_suppliable,
         min_length=1,
         max_length=255,
         pattern=GIT_BRANCH,
@@ -244,6 +261,7 @@ class KubernetesSpec(_Model):
     )
     activeDeadlineSeconds: int = Field(
         default=3600,
+        json_schema_extra=rig_suppliable,
         ge=1,
         description="Seconds the Pod may run before Kubernetes stops it (DeadlineExceeded).",
     )
@@ -287,21 +305,30 @@ class PolecatSpec(_Model):
     )
     executionMode: ExecutionMode = Field(
         default=ExecutionMode.LOCAL,
-        description="Where the agent runs: local (tmux on the operator host) or kubernetes (a Pod).",
+        json_schema_extra=rig_suppliable,
+        description=(
+            "Where the agent runs: local (tmux on the operator host) or kubernetes (a Pod). "
+            "Unset: the Rig's, else local."
+        ),
     )
     agent: str = Field(
         default="claude-code",
+        json_schema_extra=rig_suppliable,
         min_length=1,
         max_length=63,
         pattern=DNS1123_LABEL,
-        description="Which agent runs the work.",
+        description="Which agent runs the work. Unset: the Rig's, else claude-code.",
     )
     local: LocalSpec | None = Field(
-        default=None, description="Local-mode settings. Only with executionMode local."
+        default=None,
+        description="Local-mode settings. Only with executionMode local; fields left out come from the Rig.",
     )
     kubernetes: KubernetesSpec | None = Field(
         default=None,
-        description="Kubernetes-mode settings. Required with executionMode kubernetes, else forbidden.",
+        description=(
+            "Kubernetes-mode settings. Required with executionMode kubernetes (on the Polecat or its "
+            "Rig), else forbidden; fields left out come from the Rig."
+        ),
     )
     ttlSecondsAfterFinished: int | None = Field(
         default=None,
@@ -354,6 +381,26 @@ class ResultStatus(_Model):
     message: str | None = Field(default=None, description="Summary from the runner.")
 
 
+class EffectiveSpec(_Model):
+    """The spec the work was dispatched with: the Polecat's, with what it left out from its Rig.
+
+    Written once, in the first status write after dispatch, and only when a Rig existed
+    then; from then on every part of the operator reads it instead of resolving again, so
+    a later Rig edit never changes running work.
+    """
+
+    rig: str = Field(description="Name of the Rig the defaults came from.")
+    rigGeneration: int = Field(description="The Rig's .metadata.generation at dispatch.")
+    executionMode: ExecutionMode = Field(description="Execution mode the work runs in.")
+    agent: str = Field(description="Agent that runs the work.")
+    local: LocalSpec | None = Field(default=None, description="Effective local-mode settings.")
+    kubernetes: KubernetesSpec | None = Field(default=None, description="Effective kubernetes-mode settings.")
+    fromRig: list[Annotated[str, Field(description="A spec path, e.g. kubernetes.image.")]] = Field(
+        default_factory=list,
+        description="Spec paths whose value came from the Rig, e.g. kubernetes.gitRepository.",
+    )
+
+
 class PolecatStatus(_Model):
     """What the operator observed."""
 
@@ -368,6 +415,10 @@ class PolecatStatus(_Model):
     local: LocalStatus | None = Field(default=None, description="Local-mode details.")
     kubernetes: KubernetesStatus | None = Field(default=None, description="Kubernetes-mode details.")
     result: ResultStatus | None = Field(default=None, description="What the work produced.")
+    effective: EffectiveSpec | None = Field(
+        default=None,
+        description="The spec resolved against the Rig at dispatch (only when a Rig existed then).",
+    )
 
 
 class ObjectMeta(_Model):

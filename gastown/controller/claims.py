@@ -42,14 +42,28 @@ def _get(obj: Mapping[str, Any], *path: str) -> Any:
     return node
 
 
-def claim_of(obj: Mapping[str, Any]) -> Claim | None:
+RigMode = Callable[[str, str], "str | None"]
+"""(namespace, rig) -> the Rig's spec.executionMode, None when unset or no Rig."""
+
+
+def mode_of(obj: Mapping[str, Any], rig_mode: RigMode | None = None) -> str:
+    """The Polecat's effective mode: recorded at dispatch, else its own, else its Rig's, else local."""
+    mode = _get(obj, "status", "effective", "executionMode") or _get(obj, "spec", "executionMode")
+    if not mode and rig_mode is not None:
+        namespace, rig = _get(obj, "metadata", "namespace"), _get(obj, "spec", "rig")
+        if isinstance(namespace, str) and isinstance(rig, str):
+            mode = rig_mode(namespace, rig)
+    return str(mode or ExecutionMode.LOCAL.value)
+
+
+def claim_of(obj: Mapping[str, Any], rig_mode: RigMode | None = None) -> Claim | None:
     """The claim a Polecat takes part in while live; None when it holds none (terminal)."""
     rig, bead = _get(obj, "spec", "rig"), _get(obj, "spec", "beadID")
     if not isinstance(rig, str) or not isinstance(bead, str):
         return None
     if _get(obj, "status", "phase") in _TERMINAL:
         return None
-    mode = _get(obj, "spec", "executionMode") or ExecutionMode.LOCAL.value
+    mode = mode_of(obj, rig_mode)
     scope = "" if mode == ExecutionMode.LOCAL.value else str(_get(obj, "metadata", "namespace") or "")
     return (scope, rig, bead)
 
@@ -65,8 +79,9 @@ def _order(obj: Mapping[str, Any]) -> _Order:
 class BeadClaims:
     """Which live Polecat holds each bead claim (see the module doc). Not thread-safe: one loop."""
 
-    def __init__(self, wake: Callable[[str], None] | None = None) -> None:
+    def __init__(self, wake: Callable[[str], None] | None = None, rig_mode: RigMode | None = None) -> None:
         self._wake = wake
+        self._rig_mode = rig_mode
         self._members: dict[Claim, dict[str, _Order]] = {}
         self._claim_of: dict[str, Claim] = {}
 
@@ -86,7 +101,7 @@ class BeadClaims:
         return self.on_event(WatchEvent("MODIFIED", f"{meta.get('namespace')}/{meta.get('name')}", dict(obj)))
 
     def _update(self, key: str, obj: Mapping[str, Any]) -> list[str]:
-        claim = claim_of(obj)
+        claim = claim_of(obj, self._rig_mode)
         previous = self._claim_of.get(key)
         woken = self._leave(key) if previous is not None and previous != claim else []
         if claim is not None:
@@ -111,7 +126,7 @@ class BeadClaims:
         ``obj`` is the cached Polecat being reconciled; it counts as a member even if its
         own event has not been indexed yet (the reconciler may run first).
         """
-        claim = claim_of(obj)
+        claim = claim_of(obj, self._rig_mode)
         if claim is None:
             return None
         members = dict(self._members.get(claim, {}))

@@ -44,6 +44,8 @@ from kubernetes_asyncio import client as k8s_client
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from gastown.api.models import GROUP, LABEL_POLECAT, PLURAL, VERSION, ExecutionMode
+from gastown.api.rig import PLURAL as RIG_PLURAL
+from gastown.controller.capacity import RigCapacity
 from gastown.controller.claims import BeadClaims
 from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
@@ -51,10 +53,12 @@ from gastown.controller.leaderelection import LeaderElector, LeaseConfig
 from gastown.controller.metrics import ControllerMetrics
 from gastown.controller.ops import OpsServer
 from gastown.controller.reconciler import Reconciler, ReconcilerOptions
+from gastown.controller.rigstatus import RigStatusWriter
 from gastown.controller.supervisor import Supervisor, TaskDiedError
 from gastown.controller.workqueue import Outcome, WorkerPool, WorkQueue
 from gastown.executors.base import Executor, TransientError
 from gastown.executors.kubernetes.observer import slim_pod
+from gastown.executors.kubernetes.pod import pod_name_for
 from gastown.kube import KubeClient, load_api_client
 from gastown.metrics import ServingMetrics, SSHObserver
 from gastown.settings import Settings
@@ -64,6 +68,7 @@ logger = logging.getLogger(__name__)
 MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=gastown-operator"
 POLECATS = ResourceKind(GROUP, VERSION, PLURAL)
 PODS = ResourceKind("", "v1", "pods")
+RIGS = ResourceKind(GROUP, VERSION, RIG_PLURAL)
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 PodLookup = Callable[[str, str], "dict[str, Any] | None"]
@@ -192,8 +197,19 @@ class _Engine:
             observer=metrics,
             name="pods",
         )
+        self.rigs = Informer(
+            client,
+            RIGS,
+            namespaces=namespaces,
+            transform=slim_polecat,
+            options=informer_options,
+            observer=metrics,
+            name="rigs",
+        )
         self.queue = WorkQueue(observer=metrics)
-        self.claims = BeadClaims(wake=self.queue.add)
+        self.claims = BeadClaims(wake=self.queue.add, rig_mode=self._rig_mode)
+        self.capacity = RigCapacity(wake=self.queue.add, has_work=self._has_pod, on_change=self._rig_changed)
+        self.rig_status = RigStatusWriter(client, self.rigs, self.capacity)
         self.reconciler = Reconciler(
             client=client,
             polecats=self.polecats,
@@ -202,6 +218,8 @@ class _Engine:
             metrics=metrics,
             options=reconciler_options,
             claims=self.claims,
+            rigs=self.rigs.get_by_name,
+            capacity=self.capacity,
         )
         self.workers = WorkerPool(
             self.queue,
@@ -212,6 +230,7 @@ class _Engine:
         )
         self.polecats.add_handler(self._on_polecat)
         self.pods.add_handler(self._on_pod)
+        self.rigs.add_handler(self._on_rig)
         self._supervisor = supervisor
         self._on_synced = on_synced
         self._scope: anyio.CancelScope | None = None
@@ -225,6 +244,32 @@ class _Engine:
     def _on_polecat(self, event: WatchEvent) -> None:
         self.queue.add(event.key)
         self.claims.on_event(event)  # one that left a bead claim wakes those waiting on it
+        self.capacity.on_polecat_event(event)  # one that finished frees a Rig slot for the next
+
+    def _on_rig(self, event: WatchEvent) -> None:
+        # New limits and defaults: its undispatched Polecats look again, and their bead
+        # claims are re-scoped (a mode left to the Rig may have changed with it).
+        for key in self.capacity.on_rig_event(event):
+            raw = self.polecats.get(key)
+            if raw is not None:
+                self.claims.on_write(raw)
+
+    def _rig_changed(self, rig: tuple[str, str]) -> None:
+        if self.rigs.cached_resource_version(f"{rig[0]}/{rig[1]}") is not None:
+            self.rig_status.mark(rig)  # only Rigs that exist get a status
+
+    def _rig_mode(self, namespace: str, name: str) -> str | None:
+        """The cached Rig's spec.executionMode (bead claims are scoped by mode)."""
+        if self.rigs.cached_resource_version(f"{namespace}/{name}") is None:
+            return None  # no Rig: no decoding (the Rig-less case costs nothing)
+        rig = self.rigs.get_by_name(namespace, name) or {}
+        mode = (rig.get("spec") or {}).get("executionMode")
+        return mode if isinstance(mode, str) else None
+
+    def _has_pod(self, key: str) -> bool:
+        """Whether the Polecat ``key``'s agent Pod is in the Pod cache (work started)."""
+        namespace, _, name = key.partition("/")
+        return self.pods.cached_resource_version(f"{namespace}/{pod_name_for(name)}") is not None
 
     def _on_pod(self, event: WatchEvent) -> None:
         key = owner_polecat_key(event.obj)
@@ -233,7 +278,7 @@ class _Engine:
 
     @property
     def synced(self) -> bool:
-        return self.polecats.synced.is_set() and self.pods.synced.is_set()
+        return self.polecats.synced.is_set() and self.pods.synced.is_set() and self.rigs.synced.is_set()
 
     async def run(self) -> None:
         """The engine's task: informers, then workers once synced; ends when stopped."""
@@ -245,14 +290,18 @@ class _Engine:
                 supervise = self._supervisor.start
                 supervise(group, "informer-polecats", self.polecats.run)
                 supervise(group, "informer-pods", self.pods.run)
+                supervise(group, "informer-rigs", self.rigs.run)
                 await self.polecats.synced.wait()
                 await self.pods.synced.wait()
+                await self.rigs.synced.wait()
                 logger.info(
-                    "caches synced (%d polecats, %d pods); starting %d workers",
+                    "caches synced (%d polecats, %d pods, %d rigs); starting %d workers",
                     len(self.polecats),
                     len(self.pods),
+                    len(self.rigs),
                     self.workers.size,
                 )
+                supervise(group, "rig-status", self.rig_status.run)
                 supervise(group, "workers", self.workers.run, may_return=lambda: self._stopping)
                 self.started.set()
                 self._on_synced()

@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -58,6 +58,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from gastown.api import resolve
 from gastown.api.models import (
     ANNOTATION_FORCE_DELETE,
     GROUP,
@@ -65,13 +66,16 @@ from gastown.api.models import (
     TERMINAL_PHASES,
     VERSION,
     DesiredState,
+    EffectiveSpec,
     ExecutionMode,
     Phase,
     Polecat,
     finalizer_for,
 )
 from gastown.api.paths import resource_path
+from gastown.api.rig import Rig
 from gastown.controller import status
+from gastown.controller.capacity import RigCapacity
 from gastown.controller.claims import BeadClaims
 from gastown.controller.coalesce import wait_for_work_event
 from gastown.controller.events import EventRecorder
@@ -131,9 +135,15 @@ class Reconciler:
         metrics: ControllerMetrics | None = None,
         options: ReconcilerOptions | None = None,
         claims: BeadClaims | None = None,
+        rigs: Callable[[str, str], dict[str, Any] | None] | None = None,
+        capacity: RigCapacity | None = None,
     ) -> None:
         self._client = client
         self._claims = claims
+        self._rigs = rigs
+        self._capacity = capacity
+        # key -> (uid, effective spec) resolved against a Rig and dispatched, not yet in status.
+        self._unrecorded: dict[str, tuple[str, EffectiveSpec]] = {}
         self._polecats = polecats
         self._executors = dict(executors)
         self._recorder = recorder
@@ -172,6 +182,7 @@ class Reconciler:
         raw = self._polecats.get(key)
         if raw is None:
             self._expectations.pop(key, None)
+            self._unrecorded.pop(key, None)
             return Outcome(), "success"
         try:
             polecat = Polecat.from_dict(raw)
@@ -179,9 +190,18 @@ class Reconciler:
             await self._write(raw, Subject.of_raw(raw), status.invalid_spec(exc))
             return Outcome(), "user_error"
 
+        # The effective spec (Rig defaults applied, or as recorded at dispatch) steers everything.
+        polecat, effective, unresolved = self._resolve(key, polecat)
         executor = self._executors.get(polecat.spec.executionMode)
         if polecat.metadata.deletionTimestamp is not None:
+            self._unrecorded.pop(key, None)
             return await self._finalize(raw, polecat, executor)
+
+        if unresolved is not None and polecat.spec.desiredState is not DesiredState.TERMINATED:
+            # It waits for its Rig, or the Rig leaves the spec incomplete (a stop request
+            # goes on: nothing ran, so it just becomes Terminated).
+            await self._write(raw, Subject.of(polecat), unresolved)
+            return Outcome(requeue_after=self._options.user_error_requeue), "user_error"
 
         if executor is None:
             await self._write(raw, Subject.of(polecat), status.mode_disabled(polecat, list(self._executors)))
@@ -192,7 +212,7 @@ class Reconciler:
             added = await self._add_finalizer(polecat)
             if added is None:
                 return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
-            raw, polecat = added
+            raw, polecat = added[0], resolve.with_spec(added[1], polecat.spec)
             missing = False
 
         subject = Subject.of(polecat)
@@ -209,6 +229,9 @@ class Reconciler:
             raise
         finally:
             fresh = self._finalized.pop(key, None)  # the finalizer patch made alongside a dispatch
+        if dispatched and effective is not None and not _status_dispatched(polecat):
+            # Recorded by the first status write that says dispatched (kept in memory until then).
+            self._unrecorded[key] = (polecat.metadata.uid, effective)
         if fresh is not None:
             raw = fresh
         elif missing and _running(finding):
@@ -282,10 +305,15 @@ class Reconciler:
                     return WAIT, True, self._options.status_wait - waited, None
                 # Dispatched moments ago; the cache has not caught up. Keep the status.
                 return UNCHANGED, True, remaining, None
-        waiting = self._bead_claimed(key, polecat)
+        waiting = self._bead_claimed(key, polecat) or self._at_capacity(key, polecat)
         if waiting is not None:
             return waiting, False, self._options.claim_requeue, None
-        observation = await self._dispatch(key, polecat, executor)
+        try:
+            observation = await self._dispatch(key, polecat, executor)
+        except Exception:
+            if self._capacity is not None:
+                self._capacity.release(key)  # the slot it was given goes to the next in line
+            raise
         self._expectations[key] = (
             polecat.metadata.uid,
             time.monotonic() + self._options.dispatch_expectation,
@@ -308,6 +336,36 @@ class Reconciler:
         raw = self._polecats.get(key)
         holder = self._claims.holder(raw, key) if raw is not None else None
         return status.bead_claimed(polecat, holder) if holder is not None else None
+
+    def _at_capacity(self, key: str, polecat: Polecat) -> UserError | None:
+        """Held back: its Rig's maxActivePolecats is reached (else its slot is reserved)."""
+        if self._capacity is None or _status_dispatched(polecat) or key in self._expectations:
+            return None
+        raw = self._polecats.get(key)
+        waiting = self._capacity.admit(key, raw) if raw is not None else None
+        return status.rig_at_capacity(polecat, waiting.limit, waiting.active) if waiting else None
+
+    def _resolve(self, key: str, polecat: Polecat) -> tuple[Polecat, EffectiveSpec | None, UserError | None]:
+        """The Polecat with its effective spec; what to record at dispatch; why it cannot run yet.
+
+        After dispatch the spec is the one recorded (``status.effective``, or in memory
+        until that is written); before it, the spec resolved against the cached Rig.
+        Without a Rig informer, or once dispatched without a Rig, the spec is used as it is.
+        """
+        recorded = polecat.status.effective if polecat.status is not None else None
+        if recorded is not None:
+            self._unrecorded.pop(key, None)
+            return resolve.recorded(polecat), None, None
+        pending = self._unrecorded.get(key)
+        if pending is not None:
+            if pending[0] == polecat.metadata.uid:
+                spec = resolve.apply_recorded(polecat.spec, pending[1])
+                return resolve.with_spec(polecat, spec), pending[1], None
+            self._unrecorded.pop(key, None)
+        if self._rigs is None or _status_dispatched(polecat):
+            return polecat, None, None
+        rig = _parse_rig(self._rigs(polecat.metadata.namespace, polecat.spec.rig))
+        return _against(polecat, rig)
 
     async def _dispatch(self, key: str, polecat: Polecat, executor: Executor) -> Observation:
         """``executor.dispatch``, with the finalizer patch alongside it when it is due then.
@@ -343,8 +401,10 @@ class Reconciler:
         self, raw: dict[str, Any], polecat: Polecat, executor: Executor | None
     ) -> tuple[Outcome, str]:
         self._expectations.pop(polecat.key, None)
-        finalizer = _finalizer(polecat)
-        if finalizer not in polecat.metadata.finalizers:
+        # Either of ours: a Polecat whose mode comes from its Rig may have got the other
+        # mode's finalizer while it waited (the Rig's mode changed before it was dispatched).
+        ours = {finalizer_for(mode) for mode in ExecutionMode}
+        if not ours.intersection(polecat.metadata.finalizers):
             return Outcome(), "success"
         force = polecat.metadata.annotations.get(ANNOTATION_FORCE_DELETE, "").lower() == "true"
         subject = Subject.of(polecat)
@@ -379,7 +439,7 @@ class Reconciler:
                 if stored is None:
                     return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
                 raw = stored
-        remaining = [f for f in polecat.metadata.finalizers if f != finalizer]
+        remaining = [f for f in polecat.metadata.finalizers if f not in ours]
         version = (raw.get("metadata") or {}).get("resourceVersion") or polecat.metadata.resourceVersion
         patch = {"metadata": {"resourceVersion": version, "finalizers": remaining}}
         try:
@@ -466,6 +526,8 @@ class Reconciler:
         started_at: datetime | None = None,
     ) -> dict[str, Any] | None:
         """:meth:`_write`, returning the Polecat as stored (``raw`` if nothing changed; None: conflict)."""
+        pending = self._unrecorded.get(_key(raw))
+        uid = (raw.get("metadata") or {}).get("uid")
         decision = status.decide(
             subject,
             finding,
@@ -474,6 +536,7 @@ class Reconciler:
             started_at=started_at,
             unreachable_after=self._options.host_unreachable_timeout,
             node_lost_timeout=self._options.node_lost_timeout,
+            effective=pending[1] if pending is not None and pending[0] == uid else None,
         )
         new_wire = decision.wire
         old_raw = raw.get("status") or {}
@@ -505,6 +568,10 @@ class Reconciler:
         self._polecats.write_through(stored)
         if self._claims is not None:
             self._claims.on_write(stored)  # a Polecat that just finished wakes its bead's waiters
+        if self._capacity is not None:
+            self._capacity.on_write(stored)  # one that finished frees its Rig slot for the next
+        if (stored.get("status") or {}).get("effective") is not None:
+            self._unrecorded.pop(_key(stored), None)
         for note in decision.notes:
             self._record(stored, note)
         return stored
@@ -557,6 +624,31 @@ def _running(finding: Finding | _Wait) -> bool:
         and finding.phase is not None
         and finding.phase not in TERMINAL_PHASES
     )
+
+
+def _against(polecat: Polecat, rig: Rig | None) -> tuple[Polecat, EffectiveSpec | None, UserError | None]:
+    """Resolve a not yet dispatched Polecat against its Rig (None: the Rig does not exist)."""
+    if rig is None:
+        if resolve.needs_rig(polecat.spec):
+            return polecat, None, status.rig_not_found(polecat, resolve.missing(polecat.spec))
+        return polecat, None, None  # complete on its own: exactly as without Rigs
+    resolution = resolve.resolve(polecat.spec, rig)
+    effective = resolve.with_spec(polecat, resolution.spec)
+    problem = status.rig_conflict(effective, resolution) or (
+        status.rig_incomplete(effective, gaps) if (gaps := resolve.missing(resolution.spec)) else None
+    )
+    return effective, resolution.effective, problem
+
+
+def _parse_rig(raw: dict[str, Any] | None) -> Rig | None:
+    """The cached Rig as a model; one that does not parse counts as absent (logged)."""
+    if raw is None:
+        return None
+    try:
+        return Rig.from_dict(raw)
+    except ValidationError as exc:
+        logger.warning("Rig %s does not parse; ignored: %s", _key(raw), exc)
+        return None
 
 
 def _status_dispatched(polecat: Polecat) -> bool:

@@ -71,6 +71,7 @@ from gastown.api.models import (
     Condition,
     DesiredState,
     Dispatcher,
+    EffectiveSpec,
     ExecutionMode,
     KubernetesStatus,
     LocalSpec,
@@ -80,6 +81,7 @@ from gastown.api.models import (
     PolecatStatus,
     ResultStatus,
 )
+from gastown.api.resolve import Resolution
 from gastown.controller.coalesce import phase_steps
 from gastown.executors.base import Observation, Release, TransientError, UserError, WorkSaved
 
@@ -232,6 +234,58 @@ def bead_claimed(polecat: Polecat, holder: str) -> UserError:
         f"Bead {polecat.spec.beadID} of rig {polecat.spec.rig} is already claimed by Polecat {holder} "
         f"{scope}; this Polecat waits and starts when that one finishes or is deleted. "
         "To work now, use another bead.",
+    )
+
+
+RIG_NOT_FOUND = "RigNotFound"
+RIG_AT_CAPACITY = "RigAtCapacity"
+
+
+def rig_not_found(polecat: Polecat, needed: list[str]) -> UserError:
+    """The spec is incomplete on its own and names a Rig that does not exist: wait for it."""
+    fields = ", ".join(f"spec.{path}" for path in needed) or "spec.executionMode"
+    return UserError(
+        RIG_NOT_FOUND,
+        f"Rig {polecat.spec.rig!r} was not found in namespace {polecat.metadata.namespace!r}, and this "
+        f"Polecat needs it for {fields}; it waits in Pending and starts once the Rig exists. Create the "
+        "Rig, or set those fields on the Polecat.",
+    )
+
+
+def rig_at_capacity(polecat: Polecat, limit: int, active: int) -> UserError:
+    """The Rig's maxActivePolecats is reached: wait for a slot, in creation order."""
+    return UserError(
+        RIG_AT_CAPACITY,
+        f"Rig {polecat.spec.rig!r} allows {limit} active Polecat{'s' if limit != 1 else ''} "
+        f"(spec.maxActivePolecats) and {active} {'is' if active == 1 else 'are'} active; this Polecat "
+        "waits in Pending and starts, in creation order, when a slot frees. To run more at once, "
+        "raise the Rig's spec.maxActivePolecats.",
+    )
+
+
+def rig_incomplete(polecat: Polecat, needed: list[str]) -> UserError:
+    """Resolved against its Rig, the spec still lacks what the work needs."""
+    fields = " and ".join(f"spec.{path}" for path in needed) or "spec.kubernetes"
+    return UserError(
+        "MissingKubernetesSpec",
+        f"{fields} is required with executionMode kubernetes: neither the Polecat nor Rig "
+        f"{polecat.spec.rig!r} sets it. Set it on the Polecat or in the Rig's spec.kubernetes.",
+    )
+
+
+def rig_conflict(polecat: Polecat, resolution: Resolution) -> UserError | None:
+    """The Rig's executionMode makes a mode section the Polecat sets forbidden."""
+    if "executionMode" not in resolution.from_rig:
+        return None
+    mode = polecat.spec.executionMode.value
+    section = "local" if polecat.spec.executionMode is ExecutionMode.KUBERNETES else "kubernetes"
+    if getattr(polecat.spec, section) is None:
+        return None
+    return UserError(
+        "ExecutionModeConflict",
+        f"spec.{section} is forbidden when the execution mode is {mode}, which comes from Rig "
+        f"{polecat.spec.rig!r} (spec.executionMode is not set on the Polecat): remove spec.{section} "
+        f"or set spec.executionMode: {section}.",
     )
 
 
@@ -554,8 +608,18 @@ def get_condition(status: PolecatStatus | None, type: str) -> Condition | None:
     return None
 
 
-def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: datetime) -> PolecatStatus:
-    """The status the Polecat should have after this round."""
+def next_status(
+    subject: Subject | Polecat,
+    assessment: Assessment,
+    *,
+    now: datetime,
+    effective: EffectiveSpec | None = None,
+) -> PolecatStatus:
+    """The status the Polecat should have after this round.
+
+    ``effective``: the spec the work was dispatched with (resolved against a Rig); it is
+    recorded once the work is dispatched and kept from then on.
+    """
     if isinstance(subject, Polecat):
         subject = Subject.of(subject)
     current = subject.status or PolecatStatus()
@@ -614,6 +678,7 @@ def next_status(subject: Subject | Polecat, assessment: Assessment, *, now: date
         local=assessment.local or current.local,
         kubernetes=assessment.kubernetes or current.kubernetes,
         result=assessment.result or current.result,
+        effective=current.effective or (effective if dispatched else None),
     )
 
 
@@ -704,20 +769,22 @@ def decide(
     started_at: datetime | None = None,
     unreachable_after: float | None = None,
     node_lost_timeout: float = NODE_LOST_TIMEOUT,
+    effective: EffectiveSpec | None = None,
 ) -> Decision:
     """The whole rule: what a round learned → the new status and its Events.
 
     ``started_at``: the work was started then, before this round, and the status does
     not say so yet (see :class:`Assessment`). ``unreachable_after``: seconds a host
     outage may last before the Polecat reads Stuck (None: never). ``node_lost_timeout``:
-    seconds work on a lost node stays Stuck before it is Failed (:func:`node_lost_verdict`)."""
+    seconds work on a lost node stays Stuck before it is Failed (:func:`node_lost_verdict`).
+    ``effective``: the Rig-resolved spec to record with the first status that says dispatched."""
     finding = node_lost_verdict(finding, now=now, timeout=node_lost_timeout)
     assessment = assess(subject, finding, dispatched=dispatched, now=now, unreachable_after=unreachable_after)
     if started_at is not None:
         assessment = replace(assessment, started_at=started_at)
     return Decision(
         assessment=assessment,
-        status=next_status(subject, assessment, now=now),
+        status=next_status(subject, assessment, now=now, effective=effective),
         notes=notes_for(subject.status, assessment),
     )
 

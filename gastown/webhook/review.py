@@ -127,8 +127,11 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def review(request: AdmissionRequest, settings: Settings) -> Verdict:
-    """Decide on one request with the pure rules (no cluster lookups)."""
+def review(request: AdmissionRequest, settings: Settings, *, rig: rules.RigLookup | None = None) -> Verdict:
+    """Decide on one request with the pure rules (no cluster lookups).
+
+    ``rig``: for a Polecat, its Rig as the server read it (see :func:`rules.validate_object`).
+    """
     if request.operation in _OPERATIONS_TO_ALLOW:
         return Verdict()
     operation: Literal["CREATE", "UPDATE"] = "UPDATE" if request.operation == "UPDATE" else "CREATE"
@@ -138,6 +141,8 @@ def review(request: AdmissionRequest, settings: Settings) -> Verdict:
         return Verdict(
             warnings=(f"the Polecat webhook was sent a {request.group}/{request.resource}; ignored",)
         )
+    if rig is not None and validate is rules.validate_object:
+        return rules.validate_object(request.object, settings, operation=operation, old_obj=old_obj, rig=rig)
     return validate(request.object, settings, operation=operation, old_obj=old_obj)
 
 

@@ -31,9 +31,10 @@ from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
-from gastown.api import crd, models
+from gastown.api import crd, models, resolve
 from gastown.api.models import DesiredState, Dispatcher, ExecutionMode, KubernetesSpec, LocalSpec, Polecat
 from gastown.api.quantity import QuantityError, format_quantity, parse_quantity
+from gastown.api.rig import Rig, RigSpec
 from gastown.executors.kubernetes import policy
 from gastown.settings import Settings
 from gastown.webhook import formats
@@ -89,6 +90,13 @@ class Reference:
     secret_type: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RigLookup:
+    """What the server found for a Polecat's ``spec.rig``: the Rig, or None (not found)."""
+
+    rig: Any
+
+
 @dataclass(slots=True)
 class _Report:
     """Collects problems while the rules run."""
@@ -119,8 +127,17 @@ def validate_object(
     *,
     operation: Literal["CREATE", "UPDATE"] = "CREATE",
     old_obj: Any = None,
+    rig: RigLookup | None = None,
 ) -> Verdict:
-    """Validate a Polecat as sent to the webhook (or read from a file by the CLI)."""
+    """Validate a Polecat as sent to the webhook (or read from a file by the CLI).
+
+    ``rig``: the Polecat's Rig as the server read it (its ``rig`` None: it does not exist);
+    None when nobody looked (the CLI), which reads like a Rig that does not exist. With
+    a Rig the effective spec (the Rig's values for what the Polecat leaves out) is
+    checked, and a message about a value that came from the Rig says so. Without one, a
+    Polecat that needs its Rig (:func:`gastown.api.resolve.needs_rig`) gets a warning
+    that it waits in Pending until the Rig exists, not an error.
+    """
     report = _Report([], [])
     if not isinstance(obj, Mapping):
         report.error("object", "must be a Polecat object (a JSON/YAML mapping)")
@@ -137,8 +154,14 @@ def validate_object(
     if polecat is None:
         _check_modes_raw(obj.get("spec"), settings, report, strict_install=not is_update)
     else:
-        _check_spec(polecat, settings, report, strict_install=not is_update)
-        _check_policy(polecat, settings, report, old_obj if is_update else None)
+        parsed_rig = _rig_model(rig, report)
+        if parsed_rig is not None:
+            _check_with_rig(polecat, parsed_rig, settings, report, old_obj if is_update else None)
+        elif resolve.needs_rig(polecat.spec):
+            _rig_missing_warning(polecat, obj, rig, report)
+        else:
+            _check_spec(polecat, settings, report, strict_install=not is_update)
+            _check_policy(polecat, settings, report, old_obj if is_update else None)
     if is_update:
         assert isinstance(old_obj, Mapping)
         _check_immutable(obj, old_obj, report)
@@ -157,6 +180,105 @@ def _check_policy(polecat: Polecat, settings: Settings, report: _Report, old_obj
             if _spec_value(old_obj, "kubernetes", key) == getattr(polecat.spec.kubernetes, key, None):
                 continue
         report.error(field, problem)
+
+
+def _rig_model(rig: RigLookup | None, report: _Report) -> Rig | None:
+    if rig is None or not isinstance(rig.rig, Mapping):
+        return None
+    try:
+        return Rig.model_validate({k: v for k, v in rig.rig.items() if k != "status"})
+    except (ValidationError, RecursionError, ValueError, TypeError):
+        name = (rig.rig.get("metadata") or {}).get("name")
+        report.warn("spec.rig", f"Rig {name!r} is not valid, so its defaults are not checked here")
+        return None
+
+
+def _rig_missing_warning(
+    polecat: Polecat, obj: Mapping[str, Any], rig: RigLookup | None, report: _Report
+) -> None:
+    needed = ", ".join(f"spec.{path}" for path in resolve.missing(polecat.spec)) or "spec.executionMode"
+    namespace = polecat.metadata.namespace or (obj.get("metadata") or {}).get("namespace") or ""
+    where = f" in namespace {namespace!r}" if namespace else ""
+    found = "was not found" if rig is not None else "was not looked up (no cluster) and may not exist"
+    report.warn(
+        "spec.rig",
+        f"Rig {polecat.spec.rig!r}{where} {found}; this Polecat needs it for {needed}, so it will wait "
+        "in Pending (RigNotFound) until the Rig exists. Create the Rig, or set those fields on the Polecat",
+    )
+
+
+def rig_note(rig: str, from_rig: set[str], message: str) -> str:
+    """``message`` with a note when the field it names holds a value from the Rig."""
+    path = message.split(":", 1)[0].strip().removeprefix("spec.")
+    for supplied in sorted(from_rig):
+        if path == supplied or path.startswith((supplied + ".", supplied + "[")):
+            return (
+                f"{message} (this value comes from Rig {rig!r}, spec.{supplied}: fix it there "
+                "or set it on the Polecat)"
+            )
+    return message
+
+
+def _check_with_rig(polecat: Polecat, rig: Rig, settings: Settings, report: _Report, old_obj: Any) -> None:
+    """The effective spec's checks (Polecat + Rig defaults); Rig-sourced values are named so."""
+    resolution = resolve.resolve(polecat.spec, rig)
+    effective = resolve.with_spec(polecat, resolution.spec)
+    name = rig.metadata.name
+    inner = _Report([], [])
+    spec = effective.spec
+    said: set[str] = set()  # plain messages the Rig-aware ones below cover
+    if "executionMode" in resolution.from_rig:
+        said |= {crd.MSG_KUBERNETES_FORBIDDEN, crd.MSG_LOCAL_FORBIDDEN}
+        other = "local" if spec.executionMode is ExecutionMode.KUBERNETES else "kubernetes"
+        if getattr(polecat.spec, other) is not None:
+            inner.error(
+                f"spec.{other}",
+                f"is forbidden when the execution mode is {spec.executionMode.value}, which comes from "
+                f"Rig {name!r} (spec.executionMode is not set on the Polecat): remove "
+                f"spec.{other} or set spec.executionMode: {other}",
+            )
+    gaps = resolve.missing(spec)
+    if gaps:
+        said.add(crd.MSG_KUBERNETES_REQUIRED)
+        path = gaps[0]
+        inner.error(
+            f"spec.{path}",
+            f"is required with executionMode kubernetes and neither the Polecat nor Rig {name!r} "
+            f"sets it: set it on the Polecat or in the Rig's spec.{path}",
+        )
+    _check_spec(effective, settings, inner, strict_install=old_obj is None)
+    if not gaps:
+        _check_policy(effective, settings, inner, old_obj)
+    from_rig = set(resolution.from_rig)
+    report.errors.extend(rig_note(name, from_rig, m) for m in inner.errors if m not in said)
+    report.warnings.extend(rig_note(name, from_rig, m) for m in inner.warnings)
+
+
+def check_rig_defaults(
+    spec: RigSpec, settings: Settings, *, strict_install: bool, old_spec: Any = None
+) -> Verdict:
+    """A Rig's mode sections, with the Polecat's rules and messages (the same field paths).
+
+    Nothing is required (a Polecat sets what its Rig leaves out); each value given is
+    checked, and the operator's image/ServiceAccount policy applies to the Rig's as to a
+    Polecat's (an UPDATE that leaves one as it was, ``old_spec``, is not refused for it).
+    """
+    report = _Report([], [])
+    if spec.local is not None:
+        _check_local(spec.local, settings, report, strict_install=strict_install, partial=True)
+    k8s = spec.kubernetes
+    if k8s is not None:
+        _check_kubernetes(k8s, None, settings, report)
+        old_k8s = old_spec.get("kubernetes") if isinstance(old_spec, Mapping) else None
+        for field, value, check in (
+            (policy.IMAGE_FIELD, k8s.image, policy.image_problem),
+            (policy.SERVICE_ACCOUNT_FIELD, k8s.serviceAccountName, policy.service_account_problem),
+        ):
+            key = field.rsplit(".", 1)[1]
+            if value is None or (isinstance(old_k8s, Mapping) and old_k8s.get(key) == value):
+                continue
+            report.check(field, check(value, settings.pod))
+    return report.verdict()
 
 
 def _deleting(obj: Mapping[str, Any]) -> bool:
@@ -281,7 +403,7 @@ def _check_spec(polecat: Polecat, settings: Settings, report: _Report, *, strict
     if spec.executionMode is ExecutionMode.KUBERNETES:
         if spec.local is not None:
             report.errors.append(crd.MSG_LOCAL_FORBIDDEN)
-        if spec.kubernetes is None:
+        if spec.kubernetes is None or spec.kubernetes.gitRepository is None:
             report.errors.append(crd.MSG_KUBERNETES_REQUIRED)
         else:
             _check_kubernetes(spec.kubernetes, polecat, settings, report)
@@ -295,12 +417,17 @@ def _check_modes_raw(spec: Any, settings: Settings, report: _Report, *, strict_i
     """Cross-field mode checks on a spec that did not parse, so all problems show at once."""
     if not isinstance(spec, Mapping):
         return
-    mode = spec.get("executionMode", ExecutionMode.LOCAL.value)
+    # An unset mode is the Rig's (kubernetes mode's section may come from it too).
+    mode = spec.get("executionMode")
     if mode == ExecutionMode.KUBERNETES.value:
         if spec.get("local") is not None:
             report.errors.append(crd.MSG_LOCAL_FORBIDDEN)
         if spec.get("kubernetes") is None:
-            report.errors.append(crd.MSG_KUBERNETES_REQUIRED)
+            report.warn(
+                "spec.kubernetes",
+                "is not set with executionMode kubernetes: it must come from the Polecat's Rig "
+                "(spec.kubernetes.gitRepository at least), or the Polecat waits in Pending",
+            )
     elif mode == ExecutionMode.LOCAL.value:
         if spec.get("kubernetes") is not None:
             report.errors.append(crd.MSG_KUBERNETES_FORBIDDEN)
@@ -322,14 +449,20 @@ def _local_disabled(report: _Report, *, strict_install: bool) -> None:
         )
 
 
-def _check_local(local: LocalSpec, settings: Settings, report: _Report, *, strict_install: bool) -> None:
+def _check_local(
+    local: LocalSpec, settings: Settings, report: _Report, *, strict_install: bool, partial: bool = False
+) -> None:
+    """Local-mode fields. ``partial``: a Rig's defaults, where what is left out is the Polecat's
+    to set, so nothing is required (only the values given are checked)."""
     if not settings.local_mode_enabled:
-        _local_disabled(report, strict_install=strict_install)
+        _local_disabled(report, strict_install=strict_install and not partial)
     for field, value in (("townRoot", local.townRoot), ("workDir", local.workDir)):
         if value is not None:
             report.check(f"spec.local.{field}", formats.absolute_path(value))
     if local.dispatcher is Dispatcher.TMUX:
         if local.command is None:
+            if partial:
+                return
             report.error(
                 "spec.local.command",
                 "is required with dispatcher tmux: give the command the session runs, e.g. 'claude'",
@@ -339,7 +472,7 @@ def _check_local(local: LocalSpec, settings: Settings, report: _Report, *, stric
         if local.townRoot is not None:
             report.warn("spec.local.townRoot", "is only used by dispatcher gt and is ignored with tmux")
     else:
-        if local.townRoot is None and settings.town_root is None:
+        if local.townRoot is None and settings.town_root is None and not partial:
             problem = (
                 "is required with dispatcher gt because this operator has no default town root; "
                 "give the absolute path of the Gas Town install, or use dispatcher tmux"
@@ -353,12 +486,26 @@ def _check_local(local: LocalSpec, settings: Settings, report: _Report, *, stric
                 report.warn(f"spec.local.{field}", "is only used by dispatcher tmux and is ignored with gt")
 
 
-def _check_kubernetes(k8s: KubernetesSpec, polecat: Polecat, settings: Settings, report: _Report) -> None:
+def _check_kubernetes(
+    k8s: KubernetesSpec, polecat: Polecat | None, settings: Settings, report: _Report
+) -> None:
+    """Kubernetes-mode fields. ``polecat`` None: a Rig's defaults (see :func:`_check_local`)."""
+    partial = polecat is None
     field = "spec.kubernetes"
-    problem, is_ssh = formats.git_repository(k8s.gitRepository)
+    problem, is_ssh = (
+        (None, False)
+        if partial and k8s.gitRepository is None
+        else (formats.git_repository(k8s.gitRepository or ""))
+    )
     report.check(f"{field}.gitRepository", problem)
-    if problem is None:
-        if is_ssh and k8s.gitSecretRef is None:
+    if problem is None and k8s.gitRepository is not None:
+        if is_ssh and k8s.gitSecretRef is None and partial:
+            report.warn(
+                f"{field}.gitSecretRef",
+                "is not set for an SSH repository URL; each Polecat of the rig must set it (a "
+                "kubernetes.io/ssh-auth Secret whose ssh-privatekey can clone and push it)",
+            )
+        elif is_ssh and k8s.gitSecretRef is None:
             report.error(
                 f"{field}.gitSecretRef",
                 "is required for an SSH repository URL: name a kubernetes.io/ssh-auth Secret whose "
@@ -377,9 +524,11 @@ def _check_kubernetes(k8s: KubernetesSpec, polecat: Polecat, settings: Settings,
                 "with gitSecretRef",
             )
     report.check(f"{field}.gitBranch", formats.git_branch(k8s.gitBranch))
-    if k8s.workBranch is not None:
+    if partial and k8s.workBranch is not None:
+        report.warn(f"{field}.workBranch", "is per Polecat and not taken from a Rig; set it on the Polecat")
+    elif k8s.workBranch is not None:
         report.check(f"{field}.workBranch", formats.git_branch(k8s.workBranch))
-    elif polecat.metadata.name:
+    elif polecat is not None and polecat.metadata.name:
         report.check(f"{field}.workBranch", formats.git_branch(polecat.work_branch))
 
     for ref_field, ref in (
@@ -389,11 +538,12 @@ def _check_kubernetes(k8s: KubernetesSpec, polecat: Polecat, settings: Settings,
         if ref is not None:
             report.check(f"{field}.{ref_field}.name", formats.dns1123_subdomain(ref.name))
     if k8s.agentSecretRef is None:
-        report.error(
-            f"{field}.agentSecretRef",
-            "is required in kubernetes mode: name the Secret (and key, default api-key) "
-            "holding the agent's API key",
-        )
+        if not partial:
+            report.error(
+                f"{field}.agentSecretRef",
+                "is required in kubernetes mode: name the Secret (and key, default api-key) "
+                "holding the agent's API key",
+            )
     else:
         report.check(f"{field}.agentSecretRef.name", formats.dns1123_subdomain(k8s.agentSecretRef.name))
         report.check(f"{field}.agentSecretRef.key", formats.config_key(k8s.agentSecretRef.key))
@@ -528,8 +678,8 @@ def _spec_value(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
 
 def _check_immutable(new: Mapping[str, Any], old: Mapping[str, Any], report: _Report) -> None:
     """Fields that must not change: always (mode, rig) or once the work is dispatched."""
-    local = ExecutionMode.LOCAL.value
-    if _spec_value(new, "executionMode", default=local) != _spec_value(old, "executionMode", default=local):
+    # Set or left out (the Rig's) is part of the mode, as in the CEL rule.
+    if _spec_value(new, "executionMode") != _spec_value(old, "executionMode"):
         report.errors.append(crd.MSG_MODE_IMMUTABLE)
     if _spec_value(new, "rig") != _spec_value(old, "rig"):
         report.errors.append(crd.MSG_RIG_IMMUTABLE)
@@ -610,6 +760,14 @@ def references(polecat: Polecat) -> list[Reference]:
             )
         )
     return refs
+
+
+def effective_polecat(polecat: Polecat, rig: RigLookup | None) -> Polecat:
+    """``polecat`` with its Rig's defaults applied, when the Rig was found and parses."""
+    parsed = _rig_model(rig, _Report([], []))
+    if parsed is None:
+        return polecat
+    return resolve.with_spec(polecat, resolve.resolve(polecat.spec, parsed).spec)
 
 
 def parse_polecat(obj: Any) -> Polecat | None:

@@ -38,7 +38,9 @@ import orjson
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gastown.api.models import GROUP, VERSION
 from gastown.api.paths import resource_path
+from gastown.api.rig import PLURAL as RIG_PLURAL
 from gastown.kube import JSON, METADATA_ONLY, Fault, KubeClient, classify
 from gastown.metrics import WebhookObserver
 from gastown.settings import Settings
@@ -164,9 +166,11 @@ class WebhookServer:
         except review.MalformedReviewError as exc:
             return web.json_response({"error": str(exc)}, status=400), ""
         try:
-            verdict = review.review(admission, self._settings)
-            if verdict.allowed and self._client is not None and self._wants_lookups(admission):
-                verdict = verdict.with_warnings(await self._reference_warnings(admission))
+            lookups = self._client is not None and self._wants_lookups(admission)
+            rig = await self._rig_lookup(admission) if lookups else None
+            verdict = review.review(admission, self._settings, rig=rig)
+            if verdict.allowed and lookups:
+                verdict = verdict.with_warnings(await self._reference_warnings(admission, rig))
             response = review.build_response(admission, verdict)
         except Exception:
             log.exception("validating admission request %s failed", admission.uid)
@@ -197,12 +201,41 @@ class WebhookServer:
             not isinstance(old, Mapping) or old.get("spec") != admission.object.get("spec")
         )
 
-    async def _reference_warnings(self, admission: AdmissionRequest) -> list[str]:
+    async def _rig_lookup(self, admission: AdmissionRequest) -> rules.RigLookup | None:
+        """The Polecat's Rig, read live (a GET within the lookup timeout, like the Secrets).
+
+        None when it could not be read (no name, a timeout, an error): the Polecat is then
+        validated as if no one had looked, which warns rather than denies.
+        """
+        assert self._client is not None
+        spec = admission.object.get("spec") if isinstance(admission.object, Mapping) else None
+        name = spec.get("rig") if isinstance(spec, Mapping) else None
+        meta = admission.object.get("metadata") if isinstance(admission.object, Mapping) else None
+        namespace = admission.namespace or (meta.get("namespace") if isinstance(meta, Mapping) else None)
+        if not isinstance(name, str) or not name or not namespace:
+            return None
+        path = resource_path(GROUP, VERSION, RIG_PLURAL, namespace=namespace, name=name)
+        try:
+            async with asyncio.timeout(self._lookup_timeout):
+                obj = await self._client.get(path, request_timeout=self._lookup_timeout)
+        except ApiException as exc:
+            if classify(exc) is Fault.NOT_FOUND:
+                return rules.RigLookup(None)
+            log.debug("looking up Rig %s/%s failed: %s", namespace, name, exc.status)
+            return None
+        except (TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
+            log.debug("looking up Rig %s/%s failed: %s", namespace, name, exc)
+            return None
+        return rules.RigLookup(obj)
+
+    async def _reference_warnings(
+        self, admission: AdmissionRequest, rig: rules.RigLookup | None
+    ) -> list[str]:
         polecat = rules.parse_polecat(admission.object)
         if polecat is None:
             return []
         namespace = admission.namespace or polecat.metadata.namespace
-        refs = rules.references(polecat)
+        refs = rules.references(rules.effective_polecat(polecat, rig))
         if not refs or not namespace:
             return []
         try:

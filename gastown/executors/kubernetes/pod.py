@@ -90,10 +90,15 @@ _INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 def pod_name(polecat: Polecat) -> str:
     """``polecat-<name>``; a name too long for a Pod is cut and suffixed with a hash."""
-    name = POD_NAME_PREFIX + polecat.metadata.name
+    return pod_name_for(polecat.metadata.name)
+
+
+def pod_name_for(polecat_name: str) -> str:
+    """:func:`pod_name` from the Polecat's name alone."""
+    name = POD_NAME_PREFIX + polecat_name
     if len(name) <= _NAME_MAX:
         return name
-    digest = hashlib.sha256(polecat.metadata.name.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(polecat_name.encode()).hexdigest()[:10]
     return name[: _NAME_MAX - 11].rstrip("-.") + "-" + digest
 
 
@@ -155,6 +160,12 @@ def build_pod(polecat: Polecat, defaults: PodDefaults) -> dict[str, Any]:
         raise UserError(
             "MissingKubernetesSpec",
             "spec.kubernetes is required with executionMode kubernetes: set at least gitRepository",
+        )
+    if k8s.gitRepository is None:
+        raise UserError(
+            "MissingKubernetesSpec",
+            "spec.kubernetes.gitRepository is required with executionMode kubernetes: set it on the "
+            "Polecat or in its Rig's spec.kubernetes",
         )
     image = agent_image(polecat, defaults)
     uid = defaults.run_as_user

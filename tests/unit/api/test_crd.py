@@ -86,17 +86,20 @@ def test_field_shapes() -> None:
     status = _schema()["properties"]["status"]
     assert spec["required"] == ["rig", "beadID"]
     assert spec["properties"]["executionMode"]["enum"] == ["local", "kubernetes"]
-    assert spec["properties"]["executionMode"]["default"] == "local"
+    # Fields a Rig can supply have no schema default: left out must stay distinguishable.
+    assert "default" not in spec["properties"]["executionMode"]
+    assert "default" not in spec["properties"]["agent"]
+    assert "default" not in spec["properties"]["local"]["properties"]["dispatcher"]
     assert spec["properties"]["desiredState"]["default"] == "Working"
     assert spec["properties"]["rig"]["pattern"] == models.DNS1123_LABEL
     k8s = spec["properties"]["kubernetes"]["properties"]
     assert k8s["activeDeadlineSeconds"] == {
         "description": k8s["activeDeadlineSeconds"]["description"],
         "type": "integer",
-        "default": 3600,
         "minimum": 1,
     }
-    assert k8s["gitBranch"]["default"] == "main"
+    assert "default" not in k8s["gitBranch"]
+    assert "required" not in spec["properties"]["kubernetes"]  # gitRepository may come from the Rig
     assert k8s["nodeSelector"]["additionalProperties"] == {"type": "string"}
     assert k8s["resources"]["properties"]["limits"]["additionalProperties"] == {"type": "string"}
     # Optional fields are plain types, not anyOf-with-null; the field's own description wins
@@ -144,7 +147,6 @@ def test_cel_rules_on_spec() -> None:
     rules = _schema()["properties"]["spec"]["x-kubernetes-validations"]
     assert [r["fieldPath"] for r in rules] == [
         ".kubernetes",
-        ".kubernetes",
         ".local",
         ".executionMode",
         ".rig",
@@ -152,8 +154,11 @@ def test_cel_rules_on_spec() -> None:
     assert all(r["message"] and r["reason"].startswith("FieldValue") for r in rules)
     transition = [r for r in rules if "oldSelf" in r["rule"]]
     assert len(transition) == 2
-    # Defaults are respected: an absent executionMode reads as local on both sides.
+    # An absent executionMode (the Rig's) is a mode of its own on both sides.
     assert "has(oldSelf.executionMode)" in transition[0]["rule"]
+    # Only an explicit mode forbids the other section: kubernetes-required is Rig-aware
+    # (webhook and dispatch), so no CEL rule requires spec.kubernetes any more.
+    assert all(r["message"] != crd.MSG_KUBERNETES_REQUIRED for r in rules)
 
 
 def test_yaml_round_trips() -> None:

@@ -79,7 +79,8 @@ def test_validate_reports_every_problem_on_its_own_line(runner: CliRunner, tmp_p
         "apiVersion": "gastown.gastown.io/v1alpha1",
         "kind": "Polecat",
         "metadata": {"name": "Bad_Name"},
-        "spec": {"rig": "Not A Label", "beadID": "gt-1", "executionMode": "kubernetes"},
+        # (kubernetes mode without spec.kubernetes is no error any more: the Rig may supply it)
+        "spec": {"rig": "Not A Label", "beadID": "gt-1", "executionMode": "kubernetes", "local": {}},
     }
     good = {**bad, "metadata": {"name": "fine"}, "spec": {"rig": "r", "beadID": "gt-1"}}
     path = tmp_path / "two.yaml"
@@ -91,7 +92,7 @@ def test_validate_reports_every_problem_on_its_own_line(runner: CliRunner, tmp_p
     assert len(problems) >= 3
     assert any(": spec.rig: " in line for line in problems)
     assert any(": metadata.name: " in line for line in problems)
-    assert any("spec.kubernetes" in line for line in problems)
+    assert any("spec.local is forbidden" in line for line in problems)
     assert f"{path}: polecat/fine: valid" in lines
     assert "skipped (not a Polecat, Rig or Convoy)" in result.stderr
 

@@ -127,3 +127,19 @@ def test_the_operators_own_status_write_wakes_the_waiters() -> None:
     assert claims.on_write(polecat("holder", phase="Failed")) == ["ns/waiter"]
     assert woken == ["ns/waiter"]
     assert claims.holder(waiter, key(waiter)) is None
+
+
+def test_a_mode_left_to_the_rig_is_scoped_by_the_rigs_mode() -> None:
+    """Mode unset: the Rig's mode decides the scope; once dispatched, status.effective does."""
+    a = polecat("a", namespace="one")
+    b = polecat("b", namespace="two")
+    for obj in (a, b):
+        del obj["spec"]["executionMode"]
+    rig_modes = {("one", "gastown"): "kubernetes", ("two", "gastown"): "kubernetes"}
+    claims = BeadClaims(rig_mode=lambda ns, rig: rig_modes.get((ns, rig)))
+    claims.on_event(event(a))
+    assert claim_of(a, claims._rig_mode) == ("one", "gastown", "gt-abc12")
+    assert claims.holder(b, key(b)) is None  # kubernetes mode: each namespace is its own world
+    assert claim_of(a) == ("", "gastown", "gt-abc12")  # no Rig: local, cluster-wide
+    a["status"] = {"phase": "Working", "effective": {"executionMode": "kubernetes"}}
+    assert claim_of(a) == ("one", "gastown", "gt-abc12")  # recorded at dispatch

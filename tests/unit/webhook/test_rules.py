@@ -98,6 +98,7 @@ def test_all_problems_are_reported_together() -> None:
 def test_schema_errors_come_with_the_cross_field_rules() -> None:
     obj = local_polecat()
     obj["spec"]["rig"] = "Bad_Rig"
+    obj["spec"]["executionMode"] = "local"  # explicit: an unset mode may be the Rig's
     obj["spec"]["kubernetes"] = {"gitRepository": "git@github.com:x/y.git"}
     errors = rules.validate_object(obj, LOCAL_OFF).errors
     assert any(e.startswith("spec.rig: 'Bad_Rig' is not allowed; use lowercase") for e in errors)
@@ -419,11 +420,15 @@ def test_cel_and_webhook_freeze_the_same_fields() -> None:
 
 def test_mode_and_rig_are_always_immutable() -> None:
     old = local_polecat()
+    old["spec"]["executionMode"] = "local"
     new = copy.deepcopy(old)
     new["spec"]["rig"] = "other"
-    new["spec"]["executionMode"] = "local"  # explicit default: not a change
     errors = rules.validate_object(new, LOCAL_ON, operation="UPDATE", old_obj=old).errors
     assert errors == (crd.MSG_RIG_IMMUTABLE,)
+    # Left out means "the Rig's": setting it later is a change of mode, as in the CEL rule.
+    unset = local_polecat()
+    errors = rules.validate_object(old, LOCAL_ON, operation="UPDATE", old_obj=unset).errors
+    assert errors == (crd.MSG_MODE_IMMUTABLE,)
 
 
 def test_references_for_the_server() -> None:
