@@ -224,7 +224,9 @@ def test_list_and_logs_follow_the_effective_mode_of_a_rig_based_polecat() -> Non
             "phase": "Working",
             "effective": {
                 "rig": "webapp",
+                "rigGeneration": 1,
                 "executionMode": "kubernetes",
+                "agent": "claude-code",
                 "kubernetes": {"gitRepository": "git@github.com:me/app.git", "workBranch": "w"},
                 "fromRig": ["executionMode", "kubernetes.gitRepository"],
             },
