@@ -1,23 +1,28 @@
-"""What the Polecat CRD's CEL rules cost the apiserver on the operator's own writes.
+"""What the dispatch freeze's CEL costs the apiserver on the operator's own writes.
 
-The floor benchmark after issue 18 put the apiserver's CPU for a burst at 1.85× the
-floor's, up from 1.54×, and the change in between added root-level transition rules
-(they read ``oldSelf.status`` to freeze dispatched work). Those rules are evaluated on
-every write of a Polecat, status writes included, so the suspicion is that they, not
-the number of requests, are what grew. This bench tests that directly: one lab, the same
-writes, the CRD with its rules and the same CRD with every ``x-kubernetes-validations``
-removed, in interleaved rounds (rules, none, rules, none, ...).
+The floor benchmark after issue 18 put the apiserver's CPU for a burst at 1.85x the
+floor's, up from 1.54x, and the change in between added the dispatch freeze as CRD root
+rules (they read ``oldSelf.status``, so they could not sit on ``spec``). A root rule runs
+on **every** write of the object, status writes included. This bench measures that on one
+lab with the same writes under interleaved variants (rounds rules, none, rules, none...):
+
+* ``root-rules``: the freeze as CRD root rules (how issue 18 shipped it);
+* ``policy``: the CRD as committed (no root rules) plus the dispatch freeze as the chart's
+  ValidatingAdmissionPolicy, which matches ``polecats`` UPDATEs, never ``polecats/status``;
+* ``no-rules``: no CEL at all (the floor of what a write costs);
+* ``folded``/``guarded``: the root rules folded into one expression (and guarded by
+  ``oldSelf.spec == self.spec``): the cheaper root rules tried before the policy.
 
 A round, in a fresh namespace: N kubernetes-mode Polecats POSTed (64 in flight), then,
 per Polecat, the two status writes a Polecat costs in a burst (``Working`` with the Pod's
 details, then ``Done`` with the result) as JSON merge patches to the status subresource,
 32 in flight (the operator's workers). Per round: the apiserver's CPU seconds, wall
-time, and p50/p99 latency of the creates and of the status writes. The rules' cost is
-the difference between the two kinds of rounds of the same run.
+time, and p50/p99 latency of the creates and of the status writes.
 
-Switching variants is a CRD update; the apiserver rebuilds its handler for the kind in
-the background, so each round first waits until a probe shows the variant is in force:
-a spec change to a dispatched Polecat is refused with the rules and accepted without.
+Switching variants is a CRD update (and applying or deleting the policy); the apiserver
+picks both up in the background, so each round first waits until a probe shows the
+variant is in force: a spec change to a dispatched Polecat is refused with a freeze and
+accepted without.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from typing import Any
 import yaml
 
 from bench.harness import POLECATS_PATH, Api, cpu_seconds_of, kubernetes_polecat, summary_ms, write_result
-from gastown.api import crd
+from gastown.api import crd, policy
 from gastown.devcluster.lab import Lab
 
 CREATES_IN_FLIGHT = 64
 WRITES_IN_FLIGHT = 32
-VARIANTS = ("rules", "no-rules", "folded", "guarded", "spec-only")
+VARIANTS = ("root-rules", "policy", "no-rules", "folded", "guarded")
+FROZEN_BY = frozenset({"root-rules", "policy", "folded", "guarded"})
 
 
 def without_rules(obj: dict[str, Any]) -> dict[str, Any]:
@@ -89,17 +95,30 @@ def folded(obj: dict[str, Any], *, guard: bool = False) -> dict[str, Any]:
     return out
 
 
-def variant_crd(variant: str, full: dict[str, Any]) -> dict[str, Any]:
+def with_root_rules(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the committed CRD with the dispatch freeze back as root rules (issue 18's)."""
+    out = copy.deepcopy(obj)
+    out["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = list(
+        crd.OBJECT_VALIDATIONS
+    )
+    return out
+
+
+def variant_crd(variant: str, committed: dict[str, Any]) -> dict[str, Any]:
     """The CRD a variant runs with."""
-    if variant == "rules":
-        return full
+    if variant == "policy":
+        return committed
     if variant == "no-rules":
-        return without_rules(full)
-    if variant == "spec-only":
-        out = copy.deepcopy(full)
-        out["spec"]["versions"][0]["schema"]["openAPIV3Schema"].pop("x-kubernetes-validations", None)
-        return out
-    return folded(full, guard=variant == "guarded")
+        return without_rules(committed)
+    rooted = with_root_rules(committed)
+    if variant == "root-rules":
+        return rooted
+    return folded(rooted, guard=variant == "guarded")
+
+
+async def _set_policy(lab: Lab, present: bool) -> None:
+    verb = ("apply", "--server-side", "--force-conflicts") if present else ("delete", "--ignore-not-found")
+    await lab.kubectl(*verb, "-f", str(policy.KUBECTL_POLICY))
 
 
 def _status_working(name: str) -> dict[str, Any]:
@@ -170,8 +189,8 @@ async def _variant_in_force(api: Api, ns: str, variant: str) -> None:
         except RuntimeError as exc:
             if "HTTP 422" not in str(exc):
                 raise
-            return variant not in {"no-rules", "spec-only"}
-        return variant in {"no-rules", "spec-only"}
+            return variant in FROZEN_BY
+        return variant not in FROZEN_BY
 
     await _until(matches, f"the CRD variant {variant!r} to be in force")
 
@@ -263,7 +282,12 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-async def run(n: int = 1000, pairs: int = 2, tag: str = "", variants: tuple[str, ...] = VARIANTS) -> None:
+async def run(
+    n: int = 1000,
+    pairs: int = 2,
+    tag: str = "",
+    variants: tuple[str, ...] = ("root-rules", "policy", "no-rules"),
+) -> None:
     """``python -m bench celcost``: interleaved rounds on one fresh lab; writes bench/results."""
     lab = await Lab.start()
     api = Api(lab)
@@ -274,6 +298,7 @@ async def run(n: int = 1000, pairs: int = 2, tag: str = "", variants: tuple[str,
         for _ in range(pairs):
             for variant in variants:
                 await _apply_crd(lab, variant_crd(variant, full), index)
+                await _set_policy(lab, variant == "policy")
                 await _until(lambda: _established(lab), "the Polecat CRD to be Established")
                 result = await run_round(lab, api, variant, n, index)
                 print(
