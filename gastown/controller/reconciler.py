@@ -207,7 +207,7 @@ class Reconciler:
             await self._write(raw, Subject.of(polecat), status.mode_disabled(polecat, list(self._executors)))
             return Outcome(), "user_error"
 
-        missing = executor.needs_finalizer and _finalizer(polecat) not in polecat.metadata.finalizers
+        missing = executor.needs_finalizer and not _has_our_finalizer(polecat)
         if missing and not executor.finalizer_with_dispatch:
             added = await self._add_finalizer(polecat)
             if added is None:
@@ -377,7 +377,7 @@ class Reconciler:
         due = (
             executor.needs_finalizer
             and executor.finalizer_with_dispatch
-            and _finalizer(polecat) not in polecat.metadata.finalizers
+            and not _has_our_finalizer(polecat)
         )
         if not due:
             return await executor.dispatch(polecat)
@@ -615,6 +615,16 @@ class Reconciler:
 
 def _finalizer(polecat: Polecat) -> str:
     return finalizer_for(polecat.spec.executionMode)
+
+
+_OUR_FINALIZERS = frozenset(finalizer_for(mode) for mode in ExecutionMode)
+
+
+def _has_our_finalizer(polecat: Polecat) -> bool:
+    """Either mode's finalizer will do: release is the same step (the executor of the mode the
+    work runs in), and a Polecat whose mode its Rig decides gets, from the chart's finalizer
+    policy, the one for the mode it states (local when it states none)."""
+    return not _OUR_FINALIZERS.isdisjoint(polecat.metadata.finalizers)
 
 
 def _running(finding: Finding | _Wait) -> bool:

@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 
 from gastown.api.models import API_VERSION, GROUP, KIND, VERSION
 from gastown.api.paths import resource_path
+from gastown.devcluster import finalizer_policy
 from gastown.devcluster.lab import Lab
 from gastown.kube import KubeClient
 from tests.e2e.test_kubernetes_mode_on_lab import COMMIT, end_pod, restricted  # noqa: F401 - fixture
@@ -316,3 +317,34 @@ async def test_raising_the_limit_or_deleting_the_rig_starts_waiters(
         await kube.delete(rigs_path(ns, "gone"))
         gone = await wait_status(kube, ns, "gone-1", "Working", lambda o: phase(o) == "Working", timeout=20)
         assert "effective" not in gone["status"]  # no Rig at dispatch: the spec is the effective spec
+
+
+async def test_the_finalizer_policy_s_finalizer_serves_a_mode_its_rig_decides(
+    lab: Lab,
+    kube: KubeClient,
+    k8s_api: client.ApiClient,
+    restricted: str,  # noqa: F811 - the fixture
+) -> None:
+    """The chart's finalizer policy gives a Polecat that states no mode local-cleanup; when its
+    Rig makes it kubernetes mode, that finalizer is the operator's all the same: no second
+    finalizer patch, and deleting it still saves the work and lets it go."""
+    ns = restricted
+    docs = await finalizer_policy.install(lab, namespaces=[ns], suffix=f"-{ns}")
+    try:
+        await create_rig(kube, ns, "shop", executionMode="kubernetes", kubernetes=RIG_K8S)
+        async with running_operator(k8s_api, engine_settings(ns)):
+            await create_bare_polecat(kube, ns, "mode-from-rig", "shop")
+            working = await wait_status(kube, ns, "mode-from-rig", "Working", lambda o: phase(o) == "Working")
+            assert working["status"]["effective"]["executionMode"] == "kubernetes"
+            assert working["metadata"]["finalizers"] == ["gastown.gastown.io/local-cleanup"]
+            report = {"branch": "polecat/mode-from-rig", "commit": COMMIT, "pushed": True, "agentExitCode": 0}
+            await end_pod(kube, ns, "polecat-mode-from-rig", 0, report)
+            await wait_status(kube, ns, "mode-from-rig", "Done", lambda o: phase(o) == "Done")
+            await kube.delete(polecats_path(ns, "mode-from-rig"))
+
+            async def gone() -> bool:
+                return await get_or_none(kube, polecats_path(ns, "mode-from-rig")) is None
+
+            await wait_for(gone, timeout=30, what="the Polecat to be released and gone")
+    finally:
+        await finalizer_policy.uninstall(lab, docs, namespace=ns)
