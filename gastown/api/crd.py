@@ -220,7 +220,12 @@ CONVOY_OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
 
 PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
     {"name": "Rig", "type": "string", "jsonPath": ".spec.rig", "description": "Gas Town rig."},
-    {"name": "Mode", "type": "string", "jsonPath": ".spec.executionMode", "description": "Execution mode."},
+    {
+        "name": "Mode",
+        "type": "string",
+        "jsonPath": ".status.executionMode",
+        "description": "Where the work runs (decided at dispatch; empty before).",
+    },
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where the work is."},
     {"name": "Bead", "type": "string", "jsonPath": ".spec.beadID", "description": "Bead being worked on."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

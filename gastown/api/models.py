@@ -409,6 +409,13 @@ class PolecatStatus(_Model):
         default=None, description="The .metadata.generation this status was computed from."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
+    executionMode: ExecutionMode | None = Field(
+        default=None,
+        description=(
+            "Where the work runs, decided at dispatch: spec.executionMode, else the Rig's, else local "
+            "(kubectl get shows it as Mode)."
+        ),
+    )
     startTime: datetime | None = Field(default=None, description="When the work was dispatched.")
     completionTime: datetime | None = Field(default=None, description="When the work ended.")
     lastActivity: datetime | None = Field(default=None, description="Last sign of the agent working.")

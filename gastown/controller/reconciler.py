@@ -375,9 +375,7 @@ class Reconciler:
         that sees the work running adds it. The stored Polecat is kept for the status write.
         """
         due = (
-            executor.needs_finalizer
-            and executor.finalizer_with_dispatch
-            and not _has_our_finalizer(polecat)
+            executor.needs_finalizer and executor.finalizer_with_dispatch and not _has_our_finalizer(polecat)
         )
         if not due:
             return await executor.dispatch(polecat)

@@ -168,11 +168,15 @@ class Subject:
     status: PolecatStatus | None
     generation: int
     desired: DesiredState = DesiredState.WORKING
+    mode: ExecutionMode | None = None
+    """The mode the work runs in (the Polecat's effective spec); None when the spec does not parse."""
 
     @classmethod
     def of(cls, polecat: Polecat) -> Subject:
-        """The subject of a parsed Polecat."""
-        return cls(polecat.status, polecat.metadata.generation, polecat.spec.desiredState)
+        """The subject of a parsed Polecat (its effective spec, once the reconciler resolved it)."""
+        return cls(
+            polecat.status, polecat.metadata.generation, polecat.spec.desiredState, polecat.spec.executionMode
+        )
 
     @classmethod
     def of_raw(cls, raw: dict[str, Any]) -> Subject:
@@ -679,6 +683,7 @@ def next_status(
         kubernetes=assessment.kubernetes or current.kubernetes,
         result=assessment.result or current.result,
         effective=current.effective or (effective if dispatched else None),
+        executionMode=current.executionMode or (subject.mode if dispatched else None),
     )
 
 

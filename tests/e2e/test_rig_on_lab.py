@@ -336,6 +336,9 @@ async def test_the_finalizer_policy_s_finalizer_serves_a_mode_its_rig_decides(
             await create_bare_polecat(kube, ns, "mode-from-rig", "shop")
             working = await wait_status(kube, ns, "mode-from-rig", "Working", lambda o: phase(o) == "Working")
             assert working["status"]["effective"]["executionMode"] == "kubernetes"
+            assert working["status"]["executionMode"] == "kubernetes"  # kubectl get's Mode column
+            _, table, _ = await lab.kubectl("-n", ns, "get", "pcat", "mode-from-rig", "--no-headers")
+            assert table.split()[2] == "kubernetes"
             assert working["metadata"]["finalizers"] == ["gastown.gastown.io/local-cleanup"]
             report = {"branch": "polecat/mode-from-rig", "commit": COMMIT, "pushed": True, "agentExitCode": 0}
             await end_pod(kube, ns, "polecat-mode-from-rig", 0, report)

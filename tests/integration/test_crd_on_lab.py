@@ -156,12 +156,16 @@ async def test_get_shows_the_printer_columns(lab: Lab, namespace: str, crd: None
         "add-rate-limit",
         {
             "phase": "Working",
+            "executionMode": "kubernetes",
             "kubernetes": {"podName": "polecat-add-rate-limit"},
             "result": {"branch": "polecat/add-rate-limit"},
         },
     )
     await set_status(
-        lab, namespace, "fix-login-bug", {"phase": "Dispatching", "local": {"tmuxSession": "gt-gastown-fix"}}
+        lab,
+        namespace,
+        "fix-login-bug",
+        {"phase": "Dispatching", "executionMode": "local", "local": {"tmuxSession": "gt-gastown-fix"}},
     )
 
     _, out, _ = await lab.kubectl("-n", namespace, "get", "pcat")

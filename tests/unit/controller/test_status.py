@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gastown.api.models import Condition, DesiredState, KubernetesStatus, Phase, Polecat, ResultStatus
+from gastown.api.models import (
+    Condition,
+    DesiredState,
+    ExecutionMode,
+    KubernetesStatus,
+    Phase,
+    Polecat,
+    ResultStatus,
+)
 from gastown.controller.status import (
     DISPATCHED,
     READY,
@@ -193,3 +201,16 @@ def test_normalize_status_tolerates_garbage() -> None:
     assert normalize_status(None) is None
     assert normalize_status({}) is None
     assert normalize_status({"phase": "NotAPhase"}) is None
+
+
+def test_the_mode_is_recorded_at_dispatch_and_kept() -> None:
+    """status.executionMode feeds `kubectl get`'s Mode column, also when the spec leaves it to a Rig."""
+    pending = _advance(_polecat(), Assessment(phase=Phase.PENDING), T0)
+    assert pending.status is not None and pending.status.executionMode is None
+    working = _advance(pending, Assessment(phase=Phase.WORKING, dispatched=True), T1)
+    assert working.status is not None and working.status.executionMode is ExecutionMode.KUBERNETES
+    local = working.model_copy(
+        update={"spec": working.spec.model_copy(update={"executionMode": ExecutionMode.LOCAL})}
+    )
+    done = _advance(local, Assessment(phase=Phase.DONE), T2)
+    assert done.status is not None and done.status.executionMode is ExecutionMode.KUBERNETES
