@@ -77,15 +77,16 @@ def generate_name(rig: str, bead: str) -> str:
     return base[: MAX_GENERATE_NAME - 1].rstrip("-") + "-"
 
 
-def effective_mode(request: SlingRequest) -> str:
-    """The mode asked for, or the one the mode-specific flags imply (default local).
+def effective_mode(request: SlingRequest) -> str | None:
+    """The mode asked for, or the one the mode-specific flags imply; None when neither says.
 
-    Flags of the other mode are a usage error naming the flag, rather than being
-    silently dropped.
+    None leaves ``spec.executionMode`` out: the rig's Rig decides, else local. Flags of the
+    other mode are a usage error naming the flag, rather than being silently dropped.
     """
     k8s_given = [flag for flag, value in request.kubernetes_flags().items() if value is not None]
     local_given = [flag for flag, value in request.local_flags().items() if value is not None]
-    mode = request.mode or ("kubernetes" if k8s_given and not local_given else "local")
+    implied = "kubernetes" if k8s_given and not local_given else ("local" if local_given else None)
+    mode = request.mode or implied
     if mode == "local" and k8s_given:
         raise ManifestError(f"{', '.join(k8s_given)} only apply to --mode kubernetes")
     if mode == "kubernetes" and local_given:
@@ -109,15 +110,16 @@ def build_polecat(request: SlingRequest) -> dict[str, Any]:
     )
     if request.labels:
         metadata["labels"] = dict(request.labels)
-    spec: dict[str, Any] = {"rig": request.rig, "beadID": request.bead, "executionMode": mode}
+    spec: dict[str, Any] = {"rig": request.rig, "beadID": request.bead}
+    if mode is not None:
+        spec["executionMode"] = mode
     if request.task is not None:
         spec["task"] = request.task
     if request.agent:
         spec["agent"] = request.agent
     if mode == "kubernetes":
-        if not request.repo:
-            raise ManifestError("--mode kubernetes needs --repo (the git repository the agent works in)")
-        k8s: dict[str, Any] = {"gitRepository": request.repo}
+        # No --repo: the Rig's repository is used (the webhook says so when there is none).
+        k8s: dict[str, Any] = {"gitRepository": request.repo} if request.repo else {}
         if request.branch:
             k8s["gitBranch"] = request.branch
         if request.work_branch:
@@ -130,7 +132,8 @@ def build_polecat(request: SlingRequest) -> dict[str, Any]:
             k8s["agentSecretRef"] = _secret_key(request.agent_secret)
         if request.image:
             k8s["image"] = request.image
-        spec["kubernetes"] = k8s
+        if k8s:
+            spec["kubernetes"] = k8s
     else:
         local = {
             key: value

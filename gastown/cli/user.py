@@ -504,7 +504,9 @@ def validate(
 @click.argument("bead")
 @click.argument("rig")
 @click.option(
-    "--mode", type=click.Choice(["local", "kubernetes"]), help="Where the agent runs (default local)."
+    "--mode",
+    type=click.Choice(["local", "kubernetes"]),
+    help="Where the agent runs (default: the Rig's, else local).",
 )
 @click.option("--name", help="Polecat name (default: generated from the rig and bead).")
 @click.option("--task", help="Instructions for the agent.")
@@ -555,7 +557,9 @@ def sling(
 ) -> None:
     """Give bead BEAD of rig RIG to a new Polecat (creates the Polecat).
 
-    Without --mode, kubernetes-only flags (--repo, ...) imply kubernetes mode.
+    Without --mode, kubernetes-only flags (--repo, ...) imply kubernetes mode and local-only
+    flags local mode; with neither, the mode is left to the rig's Rig (local without one),
+    and so is whatever else the Rig supplies (e.g. --repo).
     With --wait, shows the Polecat's progress until it is Done or Failed.
     """
     from gastown.cli import render  # noqa: PLC0415

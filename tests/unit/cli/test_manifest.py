@@ -18,15 +18,21 @@ from gastown.cli.manifest import (
 )
 
 
-def test_local_sling_is_a_minimal_valid_polecat() -> None:
+def test_a_bare_sling_leaves_the_mode_to_the_rig() -> None:
+    """No --mode and no mode flags: spec.executionMode is left out (the Rig's, else local)."""
     body = build_polecat(SlingRequest(bead="gt-abc12", rig="gastown", task="fix it"))
     assert body == {
         "apiVersion": "gastown.gastown.io/v1alpha1",
         "kind": "Polecat",
         "metadata": {"generateName": "gastown-gt-abc12-"},
-        "spec": {"rig": "gastown", "beadID": "gt-abc12", "executionMode": "local", "task": "fix it"},
+        "spec": {"rig": "gastown", "beadID": "gt-abc12", "task": "fix it"},
     }
     Polecat.model_validate({**body, "metadata": {"name": "x"}})
+
+
+def test_mode_local_is_written_when_asked_for() -> None:
+    body = build_polecat(SlingRequest(bead="gt-abc12", rig="gastown", mode="local"))
+    assert body["spec"] == {"rig": "gastown", "beadID": "gt-abc12", "executionMode": "local"}
 
 
 def test_kubernetes_flags_imply_kubernetes_mode() -> None:
@@ -56,9 +62,12 @@ def test_kubernetes_flags_imply_kubernetes_mode() -> None:
     Polecat.model_validate(body)
 
 
-def test_kubernetes_mode_needs_a_repo() -> None:
-    with pytest.raises(ManifestError, match="--repo"):
-        build_polecat(SlingRequest(bead="gt-1", rig="r", mode="kubernetes"))
+def test_kubernetes_mode_without_a_repo_leaves_it_to_the_rig() -> None:
+    body = build_polecat(SlingRequest(bead="gt-1", rig="r", mode="kubernetes", image="registry.example/a:1"))
+    assert body["spec"]["executionMode"] == "kubernetes"
+    assert body["spec"]["kubernetes"] == {"image": "registry.example/a:1"}
+    bare = build_polecat(SlingRequest(bead="gt-1", rig="r", mode="kubernetes"))
+    assert "kubernetes" not in bare["spec"]
 
 
 @pytest.mark.parametrize(
