@@ -116,6 +116,14 @@ def _pod_transform(pod: dict[str, Any]) -> dict[str, Any]:
     return slim
 
 
+def _undispatched(obj: dict[str, Any]) -> bool:
+    """A live Polecat with nothing started: no status, or Pending without a startTime."""
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    status = obj.get("status") or {}
+    return not status.get("startTime") and status.get("phase", "Pending") == "Pending"
+
+
 def owner_polecat_key(pod: dict[str, Any]) -> str | None:
     """The ``namespace/name`` of the Polecat a Pod belongs to (owner reference, else label)."""
     meta = pod.get("metadata") or {}
@@ -242,7 +250,8 @@ class _Engine:
         return await self.reconciler.reconcile(key)
 
     def _on_polecat(self, event: WatchEvent) -> None:
-        self.queue.add(event.key)
+        # Nothing started yet: its round creates the work, so it goes before status-only rounds.
+        self.queue.add(event.key, urgent=event.type != "DELETED" and _undispatched(event.obj))
         self.claims.on_event(event)  # one that left a bead claim wakes those waiting on it
         self.capacity.on_polecat_event(event)  # one that finished frees a Rig slot for the next
 

@@ -15,6 +15,12 @@ holds what client-go's rate-limited work queue promises, in asyncio:
   default controller rate limiter, so a mass failure retries at 10/s after the first 100
   rather than as fast as each key's backoff allows. :meth:`WorkQueue.forget` resets a
   key's backoff once it reconciles cleanly. Both come from :mod:`gastown.backoff`.
+* **Urgent first.** :meth:`WorkQueue.add` with ``urgent=True`` puts the key in a lane that
+  :meth:`WorkQueue.get` empties before the ordinary one (FIFO within each): the
+  operator marks Polecats that have nothing running yet, so in a burst the rounds that
+  create Pods are not queued behind the rounds that only write status. A key already
+  waiting in the ordinary lane moves up when added urgently; urgency is never lost, and
+  never granted to a key that was only re-queued after processing or by a timer.
 * **Delayed adds.** :meth:`WorkQueue.add_after` (requeue-after) keeps one timer per key, the
   earliest asked for; an immediate add makes a pending timer moot but harmless.
 * **Bounded memory.** Every structure holds at most one entry per key the informers
@@ -109,6 +115,7 @@ class WorkQueue:
         self._limiter = limiter or TokenBucket(RETRY_QPS, RETRY_BURST)
         self._observer: QueueObserver = observer or NullObserver()
         self._queue: collections.deque[str] = collections.deque()
+        self._urgent: collections.deque[str] = collections.deque()
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._added_at: dict[str, float] = {}
@@ -119,17 +126,25 @@ class WorkQueue:
 
     # -- adding ---------------------------------------------------------------------
 
-    def add(self, key: str) -> None:
-        """Queue ``key`` unless it is already waiting; if it is being processed, mark it dirty."""
-        if self._shutting_down or key in self._dirty:
+    def add(self, key: str, *, urgent: bool = False) -> None:
+        """Queue ``key`` unless it is already waiting; if it is being processed, mark it dirty.
+
+        ``urgent``: hand it out before every ordinary key (see the module doc).
+        """
+        if self._shutting_down:
+            return
+        if key in self._dirty:
+            if urgent and key not in self._processing and key not in self._urgent:
+                self._queue.remove(key)  # rare: an ordinary add came first; O(n) once
+                self._urgent.append(key)
             return
         self._observer.on_add()
         self._dirty.add(key)
         if key in self._processing:
             return
-        self._queue.append(key)
+        (self._urgent if urgent else self._queue).append(key)
         self._added_at[key] = time.monotonic()
-        self._observer.on_depth(len(self._queue))
+        self._observer.on_depth(len(self))
         self._wake_one()
 
     def add_after(self, key: str, delay: float) -> None:
@@ -175,7 +190,7 @@ class WorkQueue:
 
     async def get(self) -> str:
         """Wait for a key and mark it processing. Raises :class:`QueueShutDownError` after shutdown."""
-        while not self._queue:
+        while not self._queue and not self._urgent:
             if self._shutting_down:
                 raise QueueShutDownError
             waiter = asyncio.get_running_loop().create_future()
@@ -184,7 +199,7 @@ class WorkQueue:
                 await waiter
             except asyncio.CancelledError:
                 # Pass a wake-up we may have consumed on to another getter.
-                if waiter.done() and not waiter.cancelled() and self._queue:
+                if waiter.done() and not waiter.cancelled() and len(self):
                     self._wake_one()
                 raise
             finally:
@@ -194,8 +209,8 @@ class WorkQueue:
                     self._waiters.remove(waiter)
         if self._shutting_down:
             raise QueueShutDownError
-        key = self._queue.popleft()
-        self._observer.on_depth(len(self._queue))
+        key = self._urgent.popleft() if self._urgent else self._queue.popleft()
+        self._observer.on_depth(len(self))
         added = self._added_at.pop(key, None)
         if added is not None:
             self._observer.on_wait(time.monotonic() - added)
@@ -209,7 +224,7 @@ class WorkQueue:
         if key in self._dirty and not self._shutting_down:
             self._queue.append(key)
             self._added_at[key] = time.monotonic()
-            self._observer.on_depth(len(self._queue))
+            self._observer.on_depth(len(self))
             self._wake_one()
 
     def _wake_one(self) -> None:
@@ -227,6 +242,7 @@ class WorkQueue:
             handle.cancel()
         self._timers.clear()
         self._queue.clear()
+        self._urgent.clear()
         self._dirty.clear()
         self._added_at.clear()
         self._observer.on_depth(0)
@@ -241,7 +257,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         """Keys waiting to be handed out (not those processing or delayed)."""
-        return len(self._queue)
+        return len(self._queue) + len(self._urgent)
 
     @property
     def processing(self) -> frozenset[str]:
@@ -255,7 +271,7 @@ class WorkQueue:
 
     def is_idle(self) -> bool:
         """Nothing queued, processing or delayed."""
-        return not self._queue and not self._processing and not self._timers
+        return not self._queue and not self._urgent and not self._processing and not self._timers
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,42 @@ async def test_fifo_order() -> None:
     assert [await _get_now(queue) for _ in keys] == keys
 
 
+async def test_urgent_keys_are_handed_out_first_fifo_within_each_lane() -> None:
+    queue = WorkQueue()
+    for key in ("ns/status-1", "ns/status-2"):
+        queue.add(key)
+    for key in ("ns/new-1", "ns/new-2"):
+        queue.add(key, urgent=True)
+    queue.add("ns/status-3")
+    assert len(queue) == 5
+    got = [await _get_now(queue) for _ in range(5)]
+    assert got == ["ns/new-1", "ns/new-2", "ns/status-1", "ns/status-2", "ns/status-3"]
+
+
+async def test_an_urgent_add_moves_a_waiting_key_up_once_and_is_never_lost() -> None:
+    queue = WorkQueue()
+    queue.add("ns/a")
+    queue.add("ns/b")
+    queue.add("ns/b", urgent=True)  # moves up
+    queue.add("ns/b", urgent=True)  # already urgent: stays where it is, once
+    queue.add("ns/b")  # an ordinary add does not demote it
+    assert len(queue) == 2
+    assert [await _get_now(queue), await _get_now(queue)] == ["ns/b", "ns/a"]
+    assert len(queue) == 0
+
+
+async def test_an_urgent_add_while_processing_requeues_once_after_done() -> None:
+    queue = WorkQueue()
+    queue.add("ns/a", urgent=True)
+    key = await _get_now(queue)
+    queue.add(key, urgent=True)
+    assert len(queue) == 0 and queue.processing == {"ns/a"}
+    queue.done(key)
+    assert await _get_now(queue) == "ns/a"
+    queue.done("ns/a")
+    assert queue.is_idle()
+
+
 async def test_key_added_while_processing_is_requeued_once_after_done() -> None:
     queue = WorkQueue()
     queue.add("ns/a")
