@@ -43,8 +43,10 @@ import anyio.abc
 from kubernetes_asyncio import client as k8s_client
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from gastown.api import convoy as convoy_api
 from gastown.api.models import GROUP, LABEL_POLECAT, PLURAL, VERSION, ExecutionMode
 from gastown.controller.claims import BeadClaims
+from gastown.controller.convoys import ConvoyController
 from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
 from gastown.controller.leaderelection import LeaderElector, LeaseConfig
@@ -64,6 +66,9 @@ logger = logging.getLogger(__name__)
 MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=gastown-operator"
 POLECATS = ResourceKind(GROUP, VERSION, PLURAL)
 PODS = ResourceKind("", "v1", "pods")
+CONVOYS = ResourceKind(GROUP, VERSION, convoy_api.PLURAL)
+CONVOY_WORKERS = 2
+"""Workers for Convoy rounds (their own queue: see :mod:`gastown.controller.convoys`)."""
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 PodLookup = Callable[[str, str], "dict[str, Any] | None"]
@@ -212,6 +217,29 @@ class _Engine:
         )
         self.polecats.add_handler(self._on_polecat)
         self.pods.add_handler(self._on_pod)
+        # Convoys: their own informer, queue and workers; Polecat events wake their Convoy.
+        self.convoys = Informer(
+            client,
+            CONVOYS,
+            namespaces=namespaces,
+            transform=slim_polecat,
+            options=informer_options,
+            observer=metrics,
+            name="convoys",
+        )
+        self.convoy_queue = WorkQueue()
+        self.convoy_controller = ConvoyController(
+            client=client, convoys=self.convoys, queue=self.convoy_queue, recorder=recorder
+        )
+        self.convoy_workers = WorkerPool(
+            self.convoy_queue,
+            self.convoy_controller.reconcile,
+            workers=CONVOY_WORKERS,
+            name="convoy",
+            expected_errors=(TransientError,),
+        )
+        self.polecats.add_handler(self.convoy_controller.on_polecat)
+        self.convoys.add_handler(self.convoy_controller.on_convoy)
         self._supervisor = supervisor
         self._on_synced = on_synced
         self._scope: anyio.CancelScope | None = None
@@ -233,7 +261,7 @@ class _Engine:
 
     @property
     def synced(self) -> bool:
-        return self.polecats.synced.is_set() and self.pods.synced.is_set()
+        return self.polecats.synced.is_set() and self.pods.synced.is_set() and self.convoys.synced.is_set()
 
     async def run(self) -> None:
         """The engine's task: informers, then workers once synced; ends when stopped."""
@@ -245,8 +273,10 @@ class _Engine:
                 supervise = self._supervisor.start
                 supervise(group, "informer-polecats", self.polecats.run)
                 supervise(group, "informer-pods", self.pods.run)
+                supervise(group, "informer-convoys", self.convoys.run)
                 await self.polecats.synced.wait()
                 await self.pods.synced.wait()
+                await self.convoys.synced.wait()
                 logger.info(
                     "caches synced (%d polecats, %d pods); starting %d workers",
                     len(self.polecats),
@@ -254,6 +284,7 @@ class _Engine:
                     self.workers.size,
                 )
                 supervise(group, "workers", self.workers.run, may_return=lambda: self._stopping)
+                supervise(group, "convoy-workers", self.convoy_workers.run, may_return=lambda: self._stopping)
                 self.started.set()
                 self._on_synced()
                 await anyio.sleep_forever()
@@ -267,7 +298,7 @@ class _Engine:
     async def stop(self, grace: float) -> None:
         """Drain the workers within ``grace`` seconds, then cancel the engine's group."""
         self._stopping = True
-        await self.workers.stop(grace)
+        await asyncio.gather(self.workers.stop(grace), self.convoy_workers.stop(grace))
         if self._scope is not None:
             self._scope.cancel()
             await self._ended.wait()

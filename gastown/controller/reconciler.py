@@ -71,7 +71,7 @@ from gastown.api.models import (
     finalizer_for,
 )
 from gastown.api.paths import resource_path
-from gastown.controller import status
+from gastown.controller import status, ttl
 from gastown.controller.claims import BeadClaims
 from gastown.controller.coalesce import wait_for_work_event
 from gastown.controller.events import EventRecorder
@@ -182,6 +182,9 @@ class Reconciler:
         executor = self._executors.get(polecat.spec.executionMode)
         if polecat.metadata.deletionTimestamp is not None:
             return await self._finalize(raw, polecat, executor)
+        expiry = ttl.remaining(polecat, utcnow())
+        if expiry is not None and expiry <= 0:
+            return await self._expire(raw, polecat)
 
         if executor is None:
             await self._write(raw, Subject.of(polecat), status.mode_disabled(polecat, list(self._executors)))
@@ -223,9 +226,14 @@ class Reconciler:
         lost = status.node_lost_requeue(finding, now=utcnow(), timeout=self._options.node_lost_timeout)
         if lost is not None:
             requeue_after = lost if requeue_after is None else min(requeue_after, lost)
-        written = await self._write(raw, subject, finding, dispatched=dispatched, started_at=started_at)
-        if not written:
+        stored = await self._write_stored(raw, subject, finding, dispatched=dispatched, started_at=started_at)
+        if stored is None:
             return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
+        if polecat.spec.ttlSecondsAfterFinished is not None:  # woken again when its TTL runs out
+            expiry = ttl.remaining(Polecat.from_dict(stored), utcnow())
+            if expiry is not None:
+                expiry = max(expiry, 0.0)
+                requeue_after = expiry if requeue_after is None else min(requeue_after, expiry)
         if requeue_after is not None and result == "success":
             result = "requeue"
         return Outcome(requeue_after=requeue_after), result
@@ -338,6 +346,20 @@ class Reconciler:
         return observation
 
     # -- deletion -------------------------------------------------------------------
+
+    async def _expire(self, raw: dict[str, Any], polecat: Polecat) -> tuple[Outcome, str]:
+        """``ttlSecondsAfterFinished`` ran out: delete the Polecat (its finalizer runs as usual)."""
+        body = {"propagationPolicy": "Background", "preconditions": {"uid": polecat.metadata.uid}}
+        try:
+            await self._client.delete(
+                self._path(polecat), body=body, request_timeout=self._options.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return Outcome(), "success"  # gone already, or another object by that name now
+            raise
+        self._recorder.record(raw, "Normal", "TTLExpired", ttl.expired_message(polecat), action="Delete")
+        return Outcome(), "success"
 
     async def _finalize(
         self, raw: dict[str, Any], polecat: Polecat, executor: Executor | None
