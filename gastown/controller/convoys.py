@@ -48,7 +48,7 @@ from gastown.api.paths import resource_path
 from gastown.controller import convoy_status
 from gastown.controller.convoy_status import COMPLETE, Member, member_of
 from gastown.controller.events import EventRecorder, EventType
-from gastown.controller.informer import Informer, WatchEvent
+from gastown.controller.informer import Informer, WatchEvent, object_key
 from gastown.controller.status import merge_patch, utcnow
 from gastown.controller.workqueue import Outcome, WorkQueue
 from gastown.executors.base import TransientError
@@ -124,6 +124,10 @@ class ConvoyController:
                 self._created.get(key, {}).pop(name, None)
         self._queue.add_after(key, WAKE_DELAY)
 
+    def on_polecat_written(self, stored: dict[str, Any]) -> None:
+        """A status the Polecat reconciler wrote (its watch echo reaches no handler)."""
+        self.on_polecat(WatchEvent("MODIFIED", object_key(stored), stored))
+
     def on_convoy(self, event: WatchEvent) -> None:
         """A Convoy changed: look at it now."""
         if event.type == "DELETED":
@@ -193,6 +197,9 @@ class ConvoyController:
                 written = await self._write_status(key, raw, plan)
                 if not written:
                     requeue.append(self._options.conflict_requeue)
+                elif convoy.spec.ttlSecondsAfterFinished is not None:
+                    # TTLs count from what the stored status records: look again at it.
+                    requeue.append(WAKE_DELAY)
         return Outcome(requeue_after=min(requeue) if requeue else None)
 
     def _pending_creates(self, key: str) -> dict[str, float]:

@@ -199,15 +199,6 @@ class _Engine:
         )
         self.queue = WorkQueue(observer=metrics)
         self.claims = BeadClaims(wake=self.queue.add)
-        self.reconciler = Reconciler(
-            client=client,
-            polecats=self.polecats,
-            executors=executors,
-            recorder=recorder,
-            metrics=metrics,
-            options=reconciler_options,
-            claims=self.claims,
-        )
         self.workers = WorkerPool(
             self.queue,
             self._handle,
@@ -237,6 +228,16 @@ class _Engine:
             workers=CONVOY_WORKERS,
             name="convoy",
             expected_errors=(TransientError,),
+        )
+        self.reconciler = Reconciler(
+            client=client,
+            polecats=self.polecats,
+            executors=executors,
+            recorder=recorder,
+            metrics=metrics,
+            options=reconciler_options,
+            claims=self.claims,
+            on_write=self.convoy_controller.on_polecat_written,
         )
         self.polecats.add_handler(self.convoy_controller.on_polecat)
         self.convoys.add_handler(self.convoy_controller.on_convoy)

@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -131,8 +131,12 @@ class Reconciler:
         metrics: ControllerMetrics | None = None,
         options: ReconcilerOptions | None = None,
         claims: BeadClaims | None = None,
+        on_write: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._client = client
+        # Told about every status this reconciler writes (the watch's echo of it wakes no
+        # handler: write-through): the Convoy controller's index of its Polecats.
+        self._on_write = on_write
         self._claims = claims
         self._polecats = polecats
         self._executors = dict(executors)
@@ -527,6 +531,8 @@ class Reconciler:
         self._polecats.write_through(stored)
         if self._claims is not None:
             self._claims.on_write(stored)  # a Polecat that just finished wakes its bead's waiters
+        if self._on_write is not None:
+            self._on_write(stored)
         for note in decision.notes:
             self._record(stored, note)
         return stored
