@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from gastown.api import convoy as convoy_api
 from gastown.api.models import API_VERSION, GROUP, VERSION
@@ -365,3 +366,18 @@ async def test_foreground_deletion_of_a_convoy_saves_its_polecats_work_and_start
     assert sorted(ledger.polecat_uids) == [f"{name}-1", f"{name}-2"]  # nothing new once deleting
     assert released == {f"{name}-1", f"{name}-2"}
     assert ledger.polecats == {}
+
+
+async def test_count_and_failure_policy_are_frozen_by_the_crd_itself(
+    kube: KubeClient, namespace: str
+) -> None:
+    """With no webhook (as here), CEL keeps spec.count and spec.failurePolicy as created;
+    parallelism may change."""
+    ns, name = namespace, "frozen"
+    await kube.create(convoys_path(ns), convoy_body(name, count=3, parallelism=1))
+    await kube.merge_patch(convoys_path(ns, name), {"spec": {"parallelism": 3, "maxFailures": 2}})
+    for change, field in (({"count": 4}, "spec.count"), ({"failurePolicy": "Stop"}, "spec.failurePolicy")):
+        with pytest.raises(ApiException) as refused:
+            await kube.merge_patch(convoys_path(ns, name), {"spec": change})
+        assert refused.value.status == 422
+        assert f"{field}: cannot be changed after the Convoy is created" in str(refused.value.body)
