@@ -327,13 +327,16 @@ async def test_polecat_ttl_deletes_it_after_it_finished(
     assert "keep" in ledger.polecats
 
 
-async def test_foreground_deletion_of_a_convoy_saves_its_polecats_work_and_starts_nothing(
-    lab: Lab, k8s_api: client.ApiClient, kube: KubeClient, restricted: str
+@pytest.mark.parametrize("propagation", ["Foreground", "Background"])
+async def test_deleting_a_convoy_saves_its_polecats_work_and_starts_nothing(
+    lab: Lab, k8s_api: client.ApiClient, kube: KubeClient, restricted: str, propagation: str
 ) -> None:
-    """Deleting a Convoy (foreground) while its Polecats work: it stays, Ready False/Deleting,
-    creates nothing more; each Polecat goes through its own finalizer (work saved: a
-    Released Event), and then the Convoy is gone."""
+    """Deleting a Convoy while its Polecats work: nothing more is created; each Polecat goes
+    through its own finalizer (work saved: a Released Event). Foreground: the Convoy stays,
+    Ready False/Deleting, until its Polecats are gone. Background: it goes at once, and the
+    garbage collector deletes the Polecats."""
     ns, name = restricted, "gone"
+    polecats = [f"{name}-1", f"{name}-2"]
     async with (
         witnessed(lab, ns) as ledger,
         running_operator(k8s_api, engine_settings(ns)),
@@ -341,31 +344,41 @@ async def test_foreground_deletion_of_a_convoy_saves_its_polecats_work_and_start
     ):
         await kube.create(convoys_path(ns), convoy_body(name, count=5, parallelism=2))
         await wait_until(
-            lambda: [ledger.phase(f"{name}-{i}") for i in (1, 2)] == ["Working"] * 2,
+            lambda: [ledger.phase(p) for p in polecats] == ["Working"] * 2,
             what="two Polecats Working",
             timeout=60,
         )
-        await kube.delete(convoys_path(ns, name), body={"propagationPolicy": "Foreground"})
-        deleting = await wait_convoy(
-            kube,
-            convoys_path(ns, name),
-            "Ready False/Deleting",
-            lambda o: conditions(o).get("Ready", {}).get("reason") == "Deleting",
-            timeout=60,
-        )
+        await kube.delete(convoys_path(ns, name), body={"propagationPolicy": propagation})
+        if propagation == "Foreground":
+            deleting = await wait_convoy(
+                kube,
+                convoys_path(ns, name),
+                "Ready False/Deleting",
+                lambda o: conditions(o).get("Ready", {}).get("reason") == "Deleting",
+                timeout=60,
+            )
+            assert deleting["metadata"]["deletionTimestamp"]
+            assert conditions(deleting)["Ready"]["message"].startswith(
+                "The Convoy is being deleted: no new Polecats are started"
+            )
 
         async def gone() -> bool:
             return await get_or_none(kube, convoys_path(ns, name)) is None
 
         await wait_for(gone, what="the Convoy gone", timeout=90)
-        released = {
-            e["regarding"]["name"] for e in await list_events(kube, ns) if e.get("reason") == "Released"
-        }
+        await wait_until(lambda: not ledger.polecats, what="its Polecats gone", timeout=90)
 
-    assert deleting["metadata"]["deletionTimestamp"]
-    assert sorted(ledger.polecat_uids) == [f"{name}-1", f"{name}-2"]  # nothing new once deleting
-    assert released == {f"{name}-1", f"{name}-2"}
-    assert ledger.polecats == {}
+        async def released() -> bool:
+            events = await list_events(kube, ns)
+            return {e["regarding"]["name"] for e in events if e.get("reason") == "Released"} == set(polecats)
+
+        await wait_for(released, what="a Released Event for each Polecat", timeout=30)
+
+    assert sorted(ledger.polecat_uids) == polecats  # nothing new once deleted
+    assert ledger.pods_created_more_than_once(f"polecat-{p}" for p in polecats) == {
+        f"polecat-{p}": ledger.pod_uids[f"polecat-{p}"] for p in polecats
+    }  # each Pod deleted once (stopped, work saved), none recreated
+    assert all(len(ledger.pod_uids[f"polecat-{p}"]) == 1 for p in polecats)
 
 
 async def test_count_and_failure_policy_are_frozen_by_the_crd_itself(
