@@ -1,9 +1,11 @@
 """``python -m bench [names...] [--quick]``: run the benchmarks on fresh labs.
 
-Names: startup, dispatch, memory, webhook, local, kopf, floor (default: all; kopf runs the
+Names: startup, dispatch, memory, webhook, local, kopf, floor (default: all of these; kopf runs the
 same dispatch measurements against an idiomatic kopf operator for comparison; floor runs
 interleaved rounds of the same burst with no operator and with ours, and prints the
-operator's figures as ratios to the floor's: ``--n``, ``--pairs``, ``--tag`` apply to it). ``--quick`` uses
+operator's figures as ratios to the floor's: ``--n``, ``--pairs``, ``--tag`` apply to it). Run only
+when named: convoy (a Convoy of 1,000 beads at parallelism 100 beside 1,000 plain Polecats) and
+celcost (the dispatch freeze's CEL cost on status writes; ``--n``, ``--pairs``, ``--tag``). ``--quick`` uses
 smaller sizes (for a smoke run); the figures in bench/README.md come from a full run.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 from bench.harness import Api, OperatorProcess, lab_cpu_seconds, lab_with_crd, write_result
 
 ALL = ["startup", "dispatch", "memory", "webhook", "local", "kopf", "floor"]
-OPTIONAL = ["celcost"]  # run only when named
+OPTIONAL = ["celcost", "convoy"]  # run only when named
 
 
 async def run_startup_and_dispatch(sizes: list[int], lifecycle: int) -> None:
@@ -89,6 +91,10 @@ async def main(names: list[str], quick: bool, floor_args: dict[str, Any] | None 
         args = floor_args or {}
         tag = str(args.get("name", "floor")).removeprefix("floor").removeprefix("-")
         await cel_cost.run(n=args.get("n") or 1000, pairs=args.get("pairs", 2), tag=tag)
+    if "convoy" in names:
+        from bench import convoy  # noqa: PLC0415
+
+        await convoy.run(quick=quick)
 
 
 if __name__ == "__main__":

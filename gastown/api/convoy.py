@@ -64,7 +64,7 @@ class PolecatTemplateSpec(PolecatSpec):
         default=None,
         max_length=63,
         pattern=BEAD_ID,
-        description="Ignored: each Polecat gets its bead from spec.beads or spec.count.",
+        description="Leave unset (refused): each Polecat gets its bead from spec.beads or spec.count.",
     )
 
 

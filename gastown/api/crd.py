@@ -214,8 +214,39 @@ _OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
 
 _CONDITIONS_LIST_MAP: Final = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 RIG_OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {("status", "conditions"): _CONDITIONS_LIST_MAP}
+CONVOY_FROZEN_MESSAGE: Final = (
+    "cannot be changed after the Convoy is created (its Polecats are made from it); only "
+    "spec.parallelism, spec.maxFailures and spec.ttlSecondsAfterFinished may change"
+)
+# The scalar frozen fields are frozen by CEL too (held with the webhook down); spec.beads and
+# spec.template are too large for CEL's cost budget to compare, so the webhook alone freezes them.
+CONVOY_SPEC_VALIDATIONS: Final[list[dict[str, str]]] = [
+    {
+        "rule": "has(self.count) == has(oldSelf.count) && (!has(self.count) || self.count == oldSelf.count)",
+        "message": f"spec.count: {CONVOY_FROZEN_MESSAGE}",
+        "fieldPath": ".count",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": (
+            "has(self.failurePolicy) == has(oldSelf.failurePolicy) && "
+            "(!has(self.failurePolicy) || self.failurePolicy == oldSelf.failurePolicy)"
+        ),
+        "message": f"spec.failurePolicy: {CONVOY_FROZEN_MESSAGE}",
+        "fieldPath": ".failurePolicy",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "has(self.beads) == has(oldSelf.beads)",
+        "message": f"spec.beads: {CONVOY_FROZEN_MESSAGE}",
+        "fieldPath": ".beads",
+        "reason": "FieldValueInvalid",
+    },
+]
 CONVOY_OVERLAYS: Final[dict[tuple[str, ...], dict[str, Any]]] = {
-    ("status", "conditions"): _CONDITIONS_LIST_MAP
+    ("spec",): {"x-kubernetes-validations": CONVOY_SPEC_VALIDATIONS},
+    ("spec", "failurePolicy"): {"maxLength": 32},
+    ("status", "conditions"): _CONDITIONS_LIST_MAP,
 }
 
 PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [

@@ -43,10 +43,12 @@ import anyio.abc
 from kubernetes_asyncio import client as k8s_client
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from gastown.api import convoy as convoy_api
 from gastown.api.models import GROUP, LABEL_POLECAT, PLURAL, VERSION, ExecutionMode
 from gastown.api.rig import PLURAL as RIG_PLURAL
 from gastown.controller.capacity import RigCapacity
 from gastown.controller.claims import BeadClaims
+from gastown.controller.convoys import ConvoyController
 from gastown.controller.events import EventRecorder
 from gastown.controller.informer import Informer, InformerOptions, ResourceKind, WatchEvent
 from gastown.controller.leaderelection import LeaderElector, LeaseConfig
@@ -69,6 +71,9 @@ MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=gastown-operator"
 POLECATS = ResourceKind(GROUP, VERSION, PLURAL)
 PODS = ResourceKind("", "v1", "pods")
 RIGS = ResourceKind(GROUP, VERSION, RIG_PLURAL)
+CONVOYS = ResourceKind(GROUP, VERSION, convoy_api.PLURAL)
+CONVOY_WORKERS = 2
+"""Workers for Convoy rounds (their own queue: see :mod:`gastown.controller.convoys`)."""
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 PodLookup = Callable[[str, str], "dict[str, Any] | None"]
@@ -218,17 +223,6 @@ class _Engine:
         self.claims = BeadClaims(wake=self.queue.add, rig_mode=self._rig_mode)
         self.capacity = RigCapacity(wake=self.queue.add, has_work=self._has_pod, on_change=self._rig_changed)
         self.rig_status = RigStatusWriter(client, self.rigs, self.capacity)
-        self.reconciler = Reconciler(
-            client=client,
-            polecats=self.polecats,
-            executors=executors,
-            recorder=recorder,
-            metrics=metrics,
-            options=reconciler_options,
-            claims=self.claims,
-            rigs=self.rigs.get_by_name,
-            capacity=self.capacity,
-        )
         self.workers = WorkerPool(
             self.queue,
             self._handle,
@@ -239,6 +233,41 @@ class _Engine:
         self.polecats.add_handler(self._on_polecat)
         self.pods.add_handler(self._on_pod)
         self.rigs.add_handler(self._on_rig)
+        # Convoys: their own informer, queue and workers; Polecat events wake their Convoy.
+        self.convoys = Informer(
+            client,
+            CONVOYS,
+            namespaces=namespaces,
+            transform=slim_polecat,
+            options=informer_options,
+            observer=metrics,
+            name="convoys",
+        )
+        self.convoy_queue = WorkQueue()
+        self.convoy_controller = ConvoyController(
+            client=client, convoys=self.convoys, queue=self.convoy_queue, recorder=recorder
+        )
+        self.convoy_workers = WorkerPool(
+            self.convoy_queue,
+            self.convoy_controller.reconcile,
+            workers=CONVOY_WORKERS,
+            name="convoy",
+            expected_errors=(TransientError,),
+        )
+        self.reconciler = Reconciler(
+            client=client,
+            polecats=self.polecats,
+            executors=executors,
+            recorder=recorder,
+            metrics=metrics,
+            options=reconciler_options,
+            claims=self.claims,
+            rigs=self.rigs.get_by_name,
+            capacity=self.capacity,
+            on_write=self.convoy_controller.on_polecat_written,
+        )
+        self.polecats.add_handler(self.convoy_controller.on_polecat)
+        self.convoys.add_handler(self.convoy_controller.on_convoy)
         self._supervisor = supervisor
         self._on_synced = on_synced
         self._scope: anyio.CancelScope | None = None
@@ -287,7 +316,8 @@ class _Engine:
 
     @property
     def synced(self) -> bool:
-        return self.polecats.synced.is_set() and self.pods.synced.is_set() and self.rigs.synced.is_set()
+        informers = (self.polecats, self.pods, self.rigs, self.convoys)
+        return all(informer.synced.is_set() for informer in informers)
 
     async def run(self) -> None:
         """The engine's task: informers, then workers once synced; ends when stopped."""
@@ -300,9 +330,11 @@ class _Engine:
                 supervise(group, "informer-polecats", self.polecats.run)
                 supervise(group, "informer-pods", self.pods.run)
                 supervise(group, "informer-rigs", self.rigs.run)
+                supervise(group, "informer-convoys", self.convoys.run)
                 await self.polecats.synced.wait()
                 await self.pods.synced.wait()
                 await self.rigs.synced.wait()
+                await self.convoys.synced.wait()
                 logger.info(
                     "caches synced (%d polecats, %d pods, %d rigs); starting %d workers",
                     len(self.polecats),
@@ -312,6 +344,7 @@ class _Engine:
                 )
                 supervise(group, "rig-status", self.rig_status.run)
                 supervise(group, "workers", self.workers.run, may_return=lambda: self._stopping)
+                supervise(group, "convoy-workers", self.convoy_workers.run, may_return=lambda: self._stopping)
                 self.started.set()
                 self._on_synced()
                 await anyio.sleep_forever()
@@ -325,7 +358,7 @@ class _Engine:
     async def stop(self, grace: float) -> None:
         """Drain the workers within ``grace`` seconds, then cancel the engine's group."""
         self._stopping = True
-        await self.workers.stop(grace)
+        await asyncio.gather(self.workers.stop(grace), self.convoy_workers.stop(grace))
         if self._scope is not None:
             self._scope.cancel()
             await self._ended.wait()

@@ -74,7 +74,7 @@ from gastown.api.models import (
 )
 from gastown.api.paths import resource_path
 from gastown.api.rig import Rig
-from gastown.controller import status
+from gastown.controller import status, ttl
 from gastown.controller.capacity import RigCapacity
 from gastown.controller.claims import BeadClaims
 from gastown.controller.coalesce import wait_for_work_event
@@ -137,8 +137,12 @@ class Reconciler:
         claims: BeadClaims | None = None,
         rigs: Callable[[str, str], dict[str, Any] | None] | None = None,
         capacity: RigCapacity | None = None,
+        on_write: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._client = client
+        # Told about every status this reconciler writes (the watch's echo of it wakes no
+        # handler: write-through): the Convoy controller's index of its Polecats.
+        self._on_write = on_write
         self._claims = claims
         self._rigs = rigs
         self._capacity = capacity
@@ -196,6 +200,9 @@ class Reconciler:
         if polecat.metadata.deletionTimestamp is not None:
             self._unrecorded.pop(key, None)
             return await self._finalize(raw, polecat, executor)
+        expiry = ttl.remaining(polecat, utcnow())
+        if expiry is not None and expiry <= 0:
+            return await self._expire(raw, polecat)
 
         if unresolved is not None and polecat.spec.desiredState is not DesiredState.TERMINATED:
             # It waits for its Rig, or the Rig leaves the spec incomplete (a stop request
@@ -246,9 +253,14 @@ class Reconciler:
         lost = status.node_lost_requeue(finding, now=utcnow(), timeout=self._options.node_lost_timeout)
         if lost is not None:
             requeue_after = lost if requeue_after is None else min(requeue_after, lost)
-        written = await self._write(raw, subject, finding, dispatched=dispatched, started_at=started_at)
-        if not written:
+        stored = await self._write_stored(raw, subject, finding, dispatched=dispatched, started_at=started_at)
+        if stored is None:
             return Outcome(requeue_after=self._options.conflict_requeue), "conflict"
+        if polecat.spec.ttlSecondsAfterFinished is not None:  # woken again when its TTL runs out
+            expiry = ttl.remaining(Polecat.from_dict(stored), utcnow())
+            if expiry is not None:
+                expiry = max(expiry, 0.0)
+                requeue_after = expiry if requeue_after is None else min(requeue_after, expiry)
         if requeue_after is not None and result == "success":
             result = "requeue"
         return Outcome(requeue_after=requeue_after), result
@@ -394,6 +406,20 @@ class Reconciler:
         return observation
 
     # -- deletion -------------------------------------------------------------------
+
+    async def _expire(self, raw: dict[str, Any], polecat: Polecat) -> tuple[Outcome, str]:
+        """``ttlSecondsAfterFinished`` ran out: delete the Polecat (its finalizer runs as usual)."""
+        body = {"propagationPolicy": "Background", "preconditions": {"uid": polecat.metadata.uid}}
+        try:
+            await self._client.delete(
+                self._path(polecat), body=body, request_timeout=self._options.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return Outcome(), "success"  # gone already, or another object by that name now
+            raise
+        self._recorder.record(raw, "Normal", "TTLExpired", ttl.expired_message(polecat), action="Delete")
+        return Outcome(), "success"
 
     async def _finalize(
         self, raw: dict[str, Any], polecat: Polecat, executor: Executor | None
@@ -570,6 +596,8 @@ class Reconciler:
             self._capacity.on_write(stored)  # one that finished frees its Rig slot for the next
         if (stored.get("status") or {}).get("effective") is not None:
             self._unrecorded.pop(_key(stored), None)
+        if self._on_write is not None:
+            self._on_write(stored)
         for note in decision.notes:
             self._record(stored, note)
         return stored

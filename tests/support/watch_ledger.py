@@ -55,6 +55,9 @@ class WatchLedger:
     polecat_start_times: dict[str, list[str]] = field(default_factory=dict)
     polecats: dict[str, dict[str, Any]] = field(default_factory=dict)
     relists: collections.Counter[str] = field(default_factory=collections.Counter)
+    polecat_uids: dict[str, list[str]] = field(default_factory=dict)
+    polecat_history: list[tuple[str, str, str]] = field(default_factory=list)
+    """Every Polecat event in watch order: (type, name, phase), for "at every moment" checks."""
     _session: aiohttp.ClientSession | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -125,11 +128,15 @@ class WatchLedger:
     def _on_polecat(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         name = str(meta.get("name"))
+        status = obj.get("status") or {}
+        self.polecat_history.append((kind, name, str(status.get("phase", ""))))
         if kind == "DELETED":
             self.polecats.pop(name, None)
             return
+        uids = self.polecat_uids.setdefault(name, [])
+        if str(meta.get("uid")) not in uids:
+            uids.append(str(meta.get("uid")))
         self.polecats[name] = obj
-        status = obj.get("status") or {}
         phases = self.polecat_phases.setdefault(name, [])
         phase = str(status.get("phase", ""))
         if not phases or phases[-1] != phase:
