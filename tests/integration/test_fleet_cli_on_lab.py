@@ -334,7 +334,18 @@ async def test_convoy_watch_of_several_exits_1_naming_the_failures(
 ) -> None:
     for name in ("good", "bad"):
         result = await gastown(
-            lab, "-n", namespace, "convoy", "create", name, "--rig", "r", "--bead", "gt-1", "--bead", "gt-2"
+            lab,
+            "-n",
+            namespace,
+            "convoy",
+            "create",
+            name,
+            "--rig",
+            "r",
+            "--bead",
+            "gt-1=One",
+            "--bead",
+            "gt-2=Two",
         )
         assert result.exit_code == 0, result.output
     async with run(lab, "-n", namespace, "convoy", "watch", "--timeout", "120") as watch:  # every Convoy
@@ -375,7 +386,7 @@ async def test_convoy_create_watch_and_a_deleted_convoy(
         "--rig",
         "r",
         "--bead",
-        "gt-1",
+        "gt-1=Do the one thing",
         "--watch",
         "--timeout",
         "120",
