@@ -567,12 +567,12 @@ def sling(
 
     if task is not None and task_file is not None:
         raise click.UsageError("give --task or --task-file, not both")
-    label_map: dict[str, str] = {}
-    for item in labels:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.UsageError(f"--label {item!r}: use KEY=VALUE")
-        label_map[key] = value
+    from gastown.cli.fleet_manifest import parse_labels  # noqa: PLC0415
+
+    try:
+        label_map = parse_labels(labels)
+    except ManifestError as exc:
+        raise click.UsageError(str(exc)) from exc
     request = SlingRequest(
         bead=bead,
         rig=rig,
