@@ -203,7 +203,7 @@ class DevSession:
         from gastown.kube import load_api_client  # noqa: PLC0415
 
         kubeconfig = await self._start_cluster()
-        self.api = await load_api_client(kubeconfig)
+        self.api = await load_api_client(kubeconfig, user_agent="gastown-dev")
         self.kube = KubeClient(self.api)
         self.tmux_tmpdir.mkdir(mode=0o700, exist_ok=True)
         self.sshd = await UserSshd.launch(

@@ -345,7 +345,7 @@ async def connect(options: ClusterOptions) -> AsyncIterator[Cluster]:
     from kubernetes_asyncio import client, config  # noqa: PLC0415
     from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: PLC0415
 
-    from gastown.kube import KubeClient  # noqa: PLC0415
+    from gastown.kube import KubeClient, user_agent_header  # noqa: PLC0415
 
     configuration = client.Configuration()
     paths = options.kubeconfig_paths()
@@ -380,6 +380,7 @@ async def connect(options: ClusterOptions) -> AsyncIterator[Cluster]:
             ExitCode.UNREACHABLE,
         )
     api = client.ApiClient(configuration)
+    api.user_agent = user_agent_header("gastown")
     try:
         kube = KubeClient(api, request_timeout=REQUEST_TIMEOUT)
         yield Cluster(api, kube, namespace=namespace or "default", server=str(configuration.host))
