@@ -25,7 +25,8 @@ async def test_operator_and_cli_writes_carry_their_own_field_manager(lab: Lab, n
     api = await load_api_client(lab.kubeconfig)
     try:
         created = await KubeClient(api).create(
-            f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "by-operator"}}
+            f"/api/v1/namespaces/{namespace}/configmaps",
+            {"metadata": {"name": "by-operator"}, "data": {"by": "operator"}},
         )
     finally:
         await api.close()
@@ -33,6 +34,7 @@ async def test_operator_and_cli_writes_carry_their_own_field_manager(lab: Lab, n
 
     async with connect(ClusterOptions(kubeconfig=lab.kubeconfig, namespace=namespace)) as cluster:
         created = await cluster.kube.create(
-            f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "by-cli"}}
+            f"/api/v1/namespaces/{namespace}/configmaps",
+            {"metadata": {"name": "by-cli"}, "data": {"by": "cli"}},
         )
     assert _managers(created) == {"gastown"}
