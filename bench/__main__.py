@@ -113,6 +113,14 @@ if __name__ == "__main__":
         help="floor: also run the operator from source tree TREE (e.g. a `git archive` of an earlier "
         "commit) as NAME, in the same interleaved rounds; `NAME=.` is this tree",
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="floor: take kube-apiserver's CPU profile over the first SECONDS of every round "
+        "(bench/apiserver_profile.py) and sum it by stage",
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(ALL) - set(OPTIONAL))
     if unknown:
@@ -128,5 +136,6 @@ if __name__ == "__main__":
         "pairs": args.pairs,
         "name": f"floor-{args.tag}" if args.tag else "floor",
         "variants": variants or None,
+        "profile": args.profile,
     }
     asyncio.run(main(args.names or ALL, args.quick, floor_args))

@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import apiserver_profile
 from bench.harness import (
     POLECATS_PATH,
     Api,
@@ -197,6 +199,34 @@ async def _settle(
         await asyncio.sleep(POLL)
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def lab_state(lab: Lab) -> dict[str, float]:
+    """What the cluster holds after a round: apiserver and etcd RSS, etcd's database size.
+
+    For the scale note: what N stored Polecats (and their Pods, before they are freed) cost
+    the control plane in memory and disk, beside the CPU the round's bill has.
+    """
+    pids = lab.process_ids()
+    out = {f"{name}_rss_mib": _rss_mib(pids[name]) for name in ("kube-apiserver", "etcd") if name in pids}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{lab.etcd_port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        if family.name in ("etcd_mvcc_db_total_size_in_bytes", "etcd_mvcc_db_total_size_in_use_in_bytes"):
+            out[family.name.removeprefix("etcd_mvcc_").replace("_in_bytes", "_mib")] = round(
+                family.samples[0].value / 2**20, 1
+            )
+    return out
+
+
 def _cpu(lab: Lab, extra_pids: dict[str, int]) -> dict[str, float]:
     out = lab_cpu_seconds(lab)
     for name, pid in extra_pids.items():
@@ -244,14 +274,27 @@ async def _operator_creates(api: Api, ns: str, n: int) -> None:
     await asyncio.gather(*(one(i) for i in range(n)))
 
 
-async def run_round(lab: Lab, api: Api, kind: str, n: int, index: int, *, code: str | None = None) -> Round:
+async def run_round(
+    lab: Lab,
+    api: Api,
+    kind: str,
+    n: int,
+    index: int,
+    *,
+    code: str | None = None,
+    profile_seconds: int = 0,
+    profile_dir: Path | None = None,
+) -> Round:
     """One round (see the module doc); the operator, if any, lives only for this round.
 
     ``kind`` is "floor" or the name of an operator variant; ``code`` a source tree whose
     ``gastown`` package that operator runs (PYTHONPATH), e.g. an export of an earlier
     commit, so before and after are measured in the same run on the same lab.
+    ``profile_seconds``: also take the apiserver's CPU profile over that long from the first
+    create (see :mod:`bench.apiserver_profile`), written under ``profile_dir``.
     """
     ns = f"{kind}-{index}-{n}-{int(time.time())}"
+    profiling: asyncio.Task[Path] | None = None
     timeline = RoundTimeline()
     operator: OperatorProcess | None = None
     if kind != "floor":
@@ -274,6 +317,9 @@ async def run_round(lab: Lab, api: Api, kind: str, n: int, index: int, *, code: 
             extra["operator"] = operator.proc.pid
         await asyncio.sleep(0.5)  # let the operator's first lists settle
         counts0, cpu0 = await apiserver_counts(api), _cpu(lab, extra)
+        if profile_seconds:
+            out = (profile_dir or Path(".")) / f"{ns}.pprof.gz"
+            profiling = asyncio.create_task(apiserver_profile.capture(api, profile_seconds, out))
         t0 = time.monotonic()
         if operator is None:
             await _floor_creates(api, ns, n)
@@ -303,14 +349,24 @@ async def run_round(lab: Lab, api: Api, kind: str, n: int, index: int, *, code: 
             "requests_per_polecat": per_polecat(count_delta(counts0, counts1), n),
             "polecat_watch_events_per_polecat": round(timeline.polecat_events / n, 2),
             "status_paths": timeline.status_paths(),
+            "lab_after": await lab_state(lab),
         }
         if operator is not None:
             working = [p["Working"] for p in timeline.polecat_phases.values() if "Working" in p]
             figures["all_working_s"] = round(max(working) - first, 3)
             figures["operator_rss_mib"] = operator.rss_mib()
             figures["operator_metrics"] = _operator_metrics(await operator.metrics())
+        if profiling is not None:
+            path = await profiling
+            figures["apiserver_profile"] = {
+                "window_s": profile_seconds,
+                "file": str(path),
+                **apiserver_profile.summarize(await apiserver_profile.pprof_top(path)),
+            }
         return Round(kind, n, figures)
     finally:
+        if profiling is not None and not profiling.done():
+            profiling.cancel()
         for task in watches:
             task.cancel()
         await asyncio.gather(*watches, return_exceptions=True)
@@ -325,8 +381,18 @@ async def _free_node(api: Api, ns: str) -> None:
     """Remove the round's Pods at once (no grace: kwok runs nothing): the fake node's memory
     holds about two rounds of 1,000 Pods, so later rounds' Pods would stay Unschedulable."""
     pods = f"/api/v1/namespaces/{ns}/pods"
-    await api.request("DELETE", pods, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
-    for _ in range(600):
+    options = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+    for _ in range(20):
+        try:
+            await api.request("DELETE", pods, options)
+        except RuntimeError as exc:
+            # Thousands of Pods outlast the apiserver's 60 s request timeout (HTTP 504);
+            # what was deleted stays deleted, so ask again for the rest.
+            if "HTTP 504" not in str(exc):
+                raise
+            continue
+        break
+    for _ in range(3000):
         listed = await api.request("GET", pods, params={"limit": "1"})
         if not listed["items"]:
             return
@@ -382,6 +448,19 @@ def ratios(rounds: list[Round], variant: str = "operator") -> dict[str, Any]:
 TARGETS = {"all_pods": 1.15, "apiserver_cpu": 1.3, "cr_to_pod_p99": 1.2}
 
 
+def profile_stages(rounds: list[Round]) -> dict[str, dict[str, float]]:
+    """Per round kind, the mean apiserver CPU seconds sampled and per stage (profiled runs)."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for r in rounds:
+        if "apiserver_profile" in r.figures:
+            by_kind.setdefault(r.kind, []).append(r.figures["apiserver_profile"])
+    out: dict[str, dict[str, float]] = {}
+    for kind, profiles in by_kind.items():
+        rows = [{"sampled": p["sampled_s"], **p["stages_s"]} for p in profiles]
+        out[kind] = {k: round(sum(row[k] for row in rows) / len(rows), 2) for k in rows[0]}
+    return out
+
+
 def print_report(n: int, rounds: list[Round], tables: dict[str, dict[str, Any]]) -> None:
     print(f"\n== floor vs operator, N = {n}, rounds: {' '.join(r.kind for r in rounds)}")
     for r in rounds:
@@ -405,6 +484,11 @@ def print_report(n: int, rounds: list[Round], tables: dict[str, dict[str, Any]])
     for key in sorted(set().union(*counts), key=lambda k: -max(c.get(k, 0) for c in counts)):
         print(f"    {key:28s} " + " | ".join(f"{c.get(key, 0):6.3f}" for c in counts))
     print(f"    {'total':28s} " + " | ".join(f"{sum(c.values()):6.3f}" for c in counts))
+    stages = profile_stages(rounds)
+    if stages:
+        print(f"  apiserver CPU profile, mean s per round ({' | '.join(stages)}):")
+        for stage in next(iter(stages.values())):
+            print(f"    {stage:40s} " + " | ".join(f"{row[stage]:6.2f}" for row in stages.values()))
 
 
 # Who GETs Polecats one by one? Not the operator (it reads its cache) nor the floor; the
@@ -432,6 +516,13 @@ class AuditedLab(Lab):
         ]
 
 
+class ProfiledLab(AuditedLab):
+    """The audited lab with kube-apiserver's /debug/pprof on (the last flag wins)."""
+
+    def _apiserver_argv(self) -> list[str]:
+        return [*super()._apiserver_argv(), "--profiling=true"]
+
+
 def polecat_gets_by_client(lab: Lab) -> dict[str, int]:
     """GET polecats/NAME per client (user agent, cut at the first space) so far."""
     path = lab.workdir / "logs" / "audit.log"
@@ -451,13 +542,16 @@ async def run(
     pairs: int = 2,
     name: str = "floor",
     variants: dict[str, str | None] | None = None,
+    profile: int = 0,
 ) -> dict[str, Any]:
     """Interleaved rounds on one lab (floor, then each operator variant, ``pairs`` times);
-    ratios to the floor printed and written. ``variants``: name → source tree (None: this one)."""
+    ratios to the floor printed and written. ``variants``: name → source tree (None: this one).
+    ``profile``: seconds of apiserver CPU profile per round (0: none)."""
     n = n or (200 if quick else 1000)
     variants = variants or {"operator": None}
     rounds: list[Round] = []
-    lab = await AuditedLab.start()
+    lab = await (ProfiledLab if profile else AuditedLab).start()
+    profile_dir = lab.workdir.parent / f"{name}-profiles"
     try:
         await install_crd(lab)
         # kube-controller-manager's garbage collector starts watching a new CRD's objects at
@@ -469,7 +563,9 @@ async def run(
             for i in range(pairs):
                 for kind, code in [("floor", None), *variants.items()]:
                     before = polecat_gets_by_client(lab)
-                    done = await run_round(lab, api, kind, n, i, code=code)
+                    done = await run_round(
+                        lab, api, kind, n, i, code=code, profile_seconds=profile, profile_dir=profile_dir
+                    )
                     after = polecat_gets_by_client(lab)
                     done.figures["polecat_gets_by_client"] = {
                         k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)
@@ -489,6 +585,7 @@ async def run(
         "variants": {k: v or "this tree" for k, v in variants.items()},
         "ratios": tables,
         "targets": TARGETS,
+        "apiserver_profile_stages_s": profile_stages(rounds),
         "rounds": [{"kind": r.kind, **r.figures} for r in rounds],
     }
     write_result(name, result)
