@@ -53,6 +53,7 @@ from bench.harness import (
     kubernetes_polecat,
     lab_cpu_seconds,
     namespace_with_watches,
+    rss_mib_of,
     summary_ms,
     write_result,
 )
@@ -199,13 +200,6 @@ async def _settle(
         await asyncio.sleep(POLL)
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 async def lab_state(lab: Lab) -> dict[str, float]:
     """What the cluster holds after a round: apiserver and etcd RSS, etcd's database size.
 
@@ -213,7 +207,7 @@ async def lab_state(lab: Lab) -> dict[str, float]:
     the control plane in memory and disk, beside the CPU the round's bill has.
     """
     pids = lab.process_ids()
-    out = {f"{name}_rss_mib": _rss_mib(pids[name]) for name in ("kube-apiserver", "etcd") if name in pids}
+    out = {f"{name}_rss_mib": rss_mib_of(pids[name]) for name in ("kube-apiserver", "etcd") if name in pids}
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"http://127.0.0.1:{lab.etcd_port}/metrics") as resp,

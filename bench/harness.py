@@ -234,6 +234,14 @@ def cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib_of(pid: int) -> float:
+    """Resident set size of a process, MiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def lab_cpu_seconds(lab: Lab) -> dict[str, float]:
     """CPU seconds used so far by each lab process (apiserver, etcd, scheduler, kwok...)."""
     return {name: cpu_seconds_of(pid) for name, pid in lab.process_ids().items()}
@@ -296,10 +304,7 @@ class OperatorProcess:
     def rss_mib(self) -> float:
         """Resident set size of the operator process, MiB."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return 0.0
+        return rss_mib_of(self.proc.pid)
 
     def cpu_seconds(self) -> float:
         """User+system CPU time the operator has used so far."""

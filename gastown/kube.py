@@ -148,7 +148,7 @@ async def load_api_client(
     With an explicit ``kubeconfig`` that file is used. Otherwise the in-cluster service
     account is tried first (a Pod has ``KUBERNETES_SERVICE_HOST``), then the default
     kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``). ``user_agent`` names the client
-    (see :func:`user_agent`).
+    (see :func:`user_agent_header`).
     """
     configuration = k8s_client.Configuration()
     if kubeconfig is not None:
